@@ -1,0 +1,192 @@
+"""A read-only view of an SR content tree, matched by concept code only.
+
+Wraps pydicom content items so parsers ask "the NUM child coded (113722, DCM)" and never look at
+positions or display text. Coding scheme aliases are folded; a code meaning that differs from the
+standard's (vendor typos) is noted, since matching went by code regardless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sr._concepts_dict import concepts as _standard_concepts
+
+from suite_daemon.dose.codes import EQUIVALENT_CODES, SCHEME_ALIASES, Code
+from suite_daemon.dose.units import convert
+
+_STANDARD_MEANINGS: dict[Code, str] = {
+    (value, scheme): meaning
+    for scheme, by_name in _standard_concepts.items()
+    if scheme in ("DCM", "SCT")
+    for codes in by_name.values()
+    for value, (meaning, _cids) in codes.items()
+}
+
+
+def code_of(item: Dataset | None) -> Code | None:
+    """`(CodeValue, CodingSchemeDesignator)` of a code sequence item, aliases folded."""
+    if item is None:
+        return None
+    value = str(item.get("CodeValue", "") or item.get("LongCodeValue", "") or "").strip()
+    scheme = str(item.get("CodingSchemeDesignator", "") or "").strip().upper()
+    if not value:
+        return None
+    scheme = SCHEME_ALIASES.get(scheme, scheme)
+    code = (value, scheme)
+    return EQUIVALENT_CODES.get(code, code)
+
+
+def _first(seq: Any) -> Dataset | None:
+    try:
+        return seq[0] if seq else None
+    except (TypeError, IndexError):
+        return None
+
+
+@dataclass
+class Repairs:
+    """Collects repair notes for one parsed object, without duplicates, in order."""
+
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, note: str | None) -> None:
+        if note and note not in self.notes:
+            self.notes.append(note)
+
+
+@dataclass(frozen=True)
+class Node:
+    item: Dataset
+    repairs: Repairs
+
+    @property
+    def code(self) -> Code | None:
+        return code_of(_first(self.item.get("ConceptNameCodeSequence")))
+
+    @property
+    def value_type(self) -> str:
+        return str(self.item.get("ValueType", "") or "").upper()
+
+    @property
+    def children(self) -> list[Node]:
+        seq = self.item.get("ContentSequence")
+        return [Node(child, self.repairs) for child in (seq or [])]
+
+    def check_meaning(self) -> None:
+        concept = _first(self.item.get("ConceptNameCodeSequence"))
+        code = self.code
+        if concept is None or code is None:
+            return
+        standard = _STANDARD_MEANINGS.get(code)
+        sent = str(concept.get("CodeMeaning", "") or "")
+        if standard and sent and sent.strip().lower() != standard.lower():
+            self.repairs.add(f"code meaning {sent!r} of {code} differs from the standard {standard!r}; matched by code")
+
+    # --- navigation -------------------------------------------------------------------------
+    def find(self, code: Code) -> list[Node]:
+        """Direct children with this concept name."""
+        found = [c for c in self.children if c.code == code]
+        for c in found:
+            c.check_meaning()
+        return found
+
+    def first(self, code: Code) -> Node | None:
+        found = self.find(code)
+        return found[0] if found else None
+
+    def descendants(self, code: Code, stop: frozenset[Code] = frozenset()) -> Iterator[Node]:
+        """Depth-first, not entering containers whose code is in `stop` (nested events, phases)."""
+        for child in self.children:
+            if child.code == code:
+                child.check_meaning()
+                yield child
+            if child.code not in stop and child.code != code:
+                yield from child.descendants(code, stop)
+
+    def first_descendant(self, code: Code, stop: frozenset[Code] = frozenset()) -> Node | None:
+        return next(self.descendants(code, stop), None)
+
+    # --- values -------------------------------------------------------------------------------
+    def numbers(self) -> list[tuple[float, str | None, str | None]]:
+        """All numeric values of a NUM item: [(value, unit code, unit scheme)], multi-valued kept apart."""
+        mvs = _first(self.item.get("MeasuredValueSequence"))
+        if mvs is None:
+            return []
+        raw = mvs.get("NumericValue")
+        if raw is None or raw == "":
+            return []
+        values = list(raw) if isinstance(raw, (MultiValue, list, tuple)) else [raw]
+        units = _first(mvs.get("MeasurementUnitsCodeSequence"))
+        unit = str(units.get("CodeValue", "")) if units is not None else None
+        scheme = str(units.get("CodingSchemeDesignator", "")) if units is not None else None
+        out: list[tuple[float, str | None, str | None]] = []
+        for v in values:
+            try:
+                out.append((float(v), unit, scheme))
+            except (TypeError, ValueError):
+                self.repairs.add(f"{self.code}: numeric value {v!r} is not a number; ignored")
+        return out
+
+    def values_in(self, quantity: str) -> list[float]:
+        """Every numeric value of this item, converted into the quantity's canonical unit."""
+        out: list[float] = []
+        nums = self.numbers()
+        if not nums:
+            self.repairs.add(f"{self.code}: empty numeric item ignored")
+        for value, unit, scheme in nums:
+            converted = convert(value, unit, quantity, scheme, what=str(self.code))
+            self.repairs.add(converted.repair)
+            if converted.value is not None:
+                out.append(converted.value)
+        return out
+
+    def value_in(self, quantity: str) -> float | None:
+        values = self.values_in(quantity)
+        return values[0] if values else None
+
+    @property
+    def code_value(self) -> Code | None:
+        return code_of(_first(self.item.get("ConceptCodeSequence")))
+
+    @property
+    def code_meaning(self) -> str | None:
+        concept = _first(self.item.get("ConceptCodeSequence"))
+        return str(concept.get("CodeMeaning", "")) or None if concept is not None else None
+
+    @property
+    def text(self) -> str | None:
+        value = self.item.get("TextValue")
+        return str(value).strip() or None if value is not None else None
+
+    @property
+    def uid(self) -> str | None:
+        value = self.item.get("UID")
+        return str(value).strip() or None if value is not None else None
+
+    @property
+    def datetime(self) -> str | None:
+        value = self.item.get("DateTime")
+        return str(value).strip() or None if value is not None else None
+
+
+def child_value(node: Node | None, code: Code, quantity: str, stop: frozenset[Code] = frozenset()) -> float | None:
+    """The first usable value of the first descendant coded `code`, in the quantity's unit."""
+    if node is None:
+        return None
+    # Every match is read (not just the first) so empty or broken duplicates are noted as repairs.
+    values = [found.value_in(quantity) for found in node.descendants(code, stop)]
+    return next((v for v in values if v is not None), None)
+
+
+def child_values(node: Node | None, code: Code, quantity: str, stop: frozenset[Code] = frozenset()) -> list[float]:
+    """All values of every descendant coded `code` (multi-valued and repeated items together)."""
+    if node is None:
+        return []
+    out: list[float] = []
+    for found in node.descendants(code, stop):
+        out.extend(found.values_in(quantity))
+    return out
