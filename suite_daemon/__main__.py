@@ -1,0 +1,5 @@
+import sys
+
+from suite_daemon.cli import main
+
+sys.exit(main())

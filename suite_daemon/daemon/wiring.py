@@ -1,0 +1,18 @@
+"""Which components and which correlator a daemon runs, read in one place."""
+
+from __future__ import annotations
+
+from suite_daemon.config import SuiteConfig
+from suite_daemon.daemon.component import Component
+from suite_daemon.daemon.context import DaemonContext
+from suite_daemon.pipeline.correlation import Correlator
+from suite_daemon.pipeline.unassigned import UnassignedCorrelator
+
+
+def build_components(config: SuiteConfig) -> list[Component]:
+    components: list[Component] = []
+    return components
+
+
+def build_correlator(config: SuiteConfig, ctx: DaemonContext) -> Correlator:
+    return UnassignedCorrelator()

@@ -1,0 +1,1 @@
+"""MQTT: topic names, the durable outbox and the publisher that drains it."""

@@ -1,0 +1,207 @@
+"""Drains the outbox to the broker, in order, with a bounded number of QoS 1 publishes in flight.
+
+One connection at a time, re-made with exponential backoff and jitter. A fresh client is made for
+every connection, so nothing is retransmitted from a previous connection's memory: after a
+reconnect the outbox is replayed from its oldest unacknowledged message. Subscribers may therefore
+see a message twice (QoS 1 "at least once"); events carry a per-stream `seq` to detect that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import aiomqtt
+import structlog
+
+from suite_daemon import __version__
+from suite_daemon.config import SuiteConfig
+from suite_daemon.events import SCHEMA, rfc3339, utc_now
+from suite_daemon.mqtt import topics
+from suite_daemon.mqtt.outbox import Outbox, Row
+
+log = structlog.get_logger(__name__)
+
+CommandHandler = Callable[[str, bytes], None]
+"""Called with (action, payload) for every message on `R/command/procedure/<action>`."""
+
+ACK_BATCH_S = 0.05
+
+
+def status_payload(state: str, started_at: datetime) -> bytes:
+    body = {"schema": SCHEMA, "time": rfc3339(utc_now()), "state": state, "version": __version__,
+            "started_at": rfc3339(started_at)}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def tls_context(config: SuiteConfig) -> ssl.SSLContext | None:
+    tls = config.mqtt.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.cert_file and tls.key_file:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    return context
+
+
+def read_password(config: SuiteConfig) -> str | None:
+    if config.mqtt.password_file is None:
+        return None
+    return config.mqtt.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+class Publisher:
+    def __init__(self, config: SuiteConfig, outbox: Outbox, started_at: datetime) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.root = config.topic_root
+        self.started_at = started_at
+        self.on_command: CommandHandler | None = None
+        self.on_state: Callable[[str], None] = lambda state: None
+        self._wake = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._acked: list[int] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.connected = asyncio.Event()
+
+    # -- called by the rest of the daemon --------------------------------------------------
+
+    def wake(self) -> None:
+        """New messages are in the outbox."""
+        self._wake.set()
+
+    def publish_live(self, topic: str, payload: Mapping[str, Any]) -> None:
+        """QoS 0, best effort; dropped when not connected (live displays only)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        client._client.publish(f"{self.root}/{topic}", body, qos=0)  # paho call: no await, no PUBACK
+
+    # -- the connection loop ---------------------------------------------------------------
+
+    def _make_client(self) -> aiomqtt.Client:
+        mqtt = self.config.mqtt
+        will = aiomqtt.Will(topics.status(self.root), status_payload("offline", self.started_at), qos=1, retain=True)
+        return aiomqtt.Client(
+            hostname=mqtt.host,
+            port=mqtt.port,
+            identifier=self.config.client_id,
+            clean_session=False,
+            username=mqtt.username,
+            password=read_password(self.config),
+            keepalive=mqtt.keepalive_s,
+            will=will,
+            tls_context=tls_context(self.config),
+            max_inflight_messages=mqtt.max_inflight,
+            timeout=10,
+        )
+
+    async def run(self) -> None:
+        """Connect, drain, reconnect: until cancelled."""
+        delay = self.config.mqtt.reconnect_min_s
+        while True:
+            client = self._make_client()
+            try:
+                async with client:
+                    self._client = client
+                    delay = self.config.mqtt.reconnect_min_s
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                if self.connected.is_set():
+                    log.warning("broker_connection_lost", host=self.config.mqtt.host, error=str(exc))
+                    self.on_state("broker disconnected")
+                else:
+                    log.info("broker_unavailable", host=self.config.mqtt.host, error=str(exc), retry_s=round(delay, 2))
+            finally:
+                self._client = None
+                self.connected.clear()
+                await self._abandon_inflight()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.config.mqtt.reconnect_max_s)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        await client.publish(topics.status(self.root), status_payload("online", self.started_at), qos=1, retain=True)
+        await client.subscribe(topics.command_filter(self.root), qos=1)
+        self.connected.set()
+        log.info("broker_connected", host=self.config.mqtt.host, port=self.config.mqtt.port, backlog=self.outbox.count)
+        self.on_state("broker connected")
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._drain(client))
+            group.create_task(self._flush_acks())
+            group.create_task(self._receive_commands(client))
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        limit = asyncio.Semaphore(self.config.mqtt.max_inflight)
+        cursor = 0
+        while True:
+            self._wake.clear()
+            rows = self.outbox.pending(cursor, self.config.mqtt.max_inflight)
+            if not rows:
+                await self._wake.wait()
+                continue
+            for row in rows:
+                await limit.acquire()
+                task = asyncio.create_task(self._publish(client, row, limit))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                cursor = row.id
+
+    async def _publish(self, client: aiomqtt.Client, row: Row, limit: asyncio.Semaphore) -> None:
+        try:
+            m = row.message
+            await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=60)
+            self._acked.append(row.id)
+        except aiomqtt.MqttError:
+            pass  # the connection loop notices; the row stays in the outbox and is sent again
+        finally:
+            limit.release()
+
+    async def _flush_acks(self) -> None:
+        while True:
+            await asyncio.sleep(ACK_BATCH_S)
+            await self._write_acks()
+
+    async def _write_acks(self) -> None:
+        if self._acked:
+            ids, self._acked = self._acked, []
+            await self.outbox.ack(ids)
+
+    async def _abandon_inflight(self) -> None:
+        for task in list(self._inflight):
+            task.cancel()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._write_acks()
+
+    async def _receive_commands(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            action = str(message.topic).rsplit("/", 1)[-1]
+            if self.on_command is not None:
+                self.on_command(action, bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else
+                                str(message.payload).encode())
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def drain_and_close(self, grace_s: float) -> None:
+        """At shutdown: give the backlog `grace_s` to drain, then say `offline` and disconnect."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self.outbox.count > 0 and self.connected.is_set() and loop.time() < deadline:
+            self.wake()
+            await asyncio.sleep(0.05)
+            await self._write_acks()
+        client = self._client
+        if client is not None and self.connected.is_set():
+            try:
+                payload = status_payload("offline", self.started_at)
+                await client.publish(topics.status(self.root), payload, qos=1, retain=True, timeout=5)
+            except aiomqtt.MqttError as exc:
+                log.warning("offline_status_not_published", error=str(exc))
+        await self._write_acks()

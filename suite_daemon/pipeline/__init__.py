@@ -1,0 +1,1 @@
+"""From inputs to durable, numbered, published events: routing, the correlator seam and the loop."""

@@ -1,0 +1,152 @@
+"""The pipeline loop: inputs → correlator → numbered events → journal + outbox (one batch, group commit)
+→ the publisher is woken. Callers waiting on `submit_durable` are released after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+
+from suite_daemon.events import Alerted, Event, Input, utc_now
+from suite_daemon.mqtt.outbox import Fill, Outbox, Route
+from suite_daemon.pipeline.conversions import alert_event
+from suite_daemon.pipeline.correlation import Correlator, Outcome
+
+log = structlog.get_logger(__name__)
+
+MAX_BATCH = 1000
+TICK_S = 1.0
+
+Submission = tuple[Input, "concurrent.futures.Future[None] | None"]
+
+
+class Journals(Protocol):
+    def record_events(self, events: list[Event]) -> None: ...
+
+    def record(self, entries: list[tuple[str, str, dict[str, Any]]]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class Pipeline:
+    def __init__(
+        self,
+        inputs: asyncio.Queue[Submission],
+        correlator: Correlator,
+        outbox: Outbox,
+        route: Route,
+        journals: Journals,
+        wake_publisher: Callable[[], None],
+        outbox_warn_ratio: float,
+    ) -> None:
+        self.inputs = inputs
+        self.correlator = correlator
+        self.outbox = outbox
+        self.route = route
+        self.journals = journals
+        self.wake_publisher = wake_publisher
+        self.warn_at = int(outbox.max_messages * outbox_warn_ratio)
+        self._warned_full = False
+        self.last_beat = 0.0
+        self.events_written = 0
+        self._stopping = False
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self._commit(self.correlator.startup(utc_now()), [])
+        next_tick = loop.time() + TICK_S
+        while not self._stopping:
+            self.last_beat = loop.time()
+            batch: list[Submission] = []
+            with contextlib.suppress(TimeoutError):
+                batch.append(await asyncio.wait_for(self.inputs.get(), max(0.0, next_tick - loop.time())))
+            while batch and len(batch) < MAX_BATCH and not self.inputs.empty():
+                batch.append(self.inputs.get_nowait())
+            outcome = Outcome()
+            now = utc_now()
+            for item, _ in batch:
+                if item is not None:
+                    outcome.extend(self._handle(item, now))
+            if loop.time() >= next_tick:
+                outcome.extend(self.correlator.tick(now))
+                next_tick = loop.time() + TICK_S
+            await self._commit(outcome, [done for _, done in batch if done is not None])
+
+    def _handle(self, item: Input | Outcome, now: Any) -> Outcome:
+        if isinstance(item, Outcome):
+            return item
+        try:
+            return self.correlator.handle(item, now)
+        except Exception as exc:
+            # A bug or an input the correlator cannot take must not stop the pipeline: record it.
+            log.exception("correlator_failed", input=type(item).__name__)
+            alert = Alerted("critical", "correlator_error", f"{type(item).__name__} not correlated: {exc}")
+            return Outcome(events=[alert_event(alert)])
+
+    def stop(self) -> None:
+        """Finish the batch at hand, then return from `run`."""
+        self._stopping = True
+        self.inputs.put_nowait((None, None))  # type: ignore[arg-type]
+
+    async def emit(self, events: list[Event]) -> None:
+        """Commit events made outside the correlator (daemon start and stop)."""
+        await self._commit(Outcome(events=events), [])
+
+    async def _commit(self, outcome: Outcome, waiting: list[concurrent.futures.Future[None]]) -> None:
+        try:
+            if outcome.events or outcome.messages or outcome.journal:
+                numbered, fill = await self.outbox.append(outcome.events, self.route, outcome.messages)
+                await asyncio.to_thread(self._journal, numbered, outcome.journal)
+                self.events_written += len(numbered)
+                self.wake_publisher()
+                self._watch_fill(fill)
+        except Exception as exc:
+            # A full disk or a broken database: nothing in this batch was acknowledged to its sender
+            # (stores waiting on it answer with a failure status); the daemon keeps running.
+            log.exception("pipeline_commit_failed", events=len(outcome.events))
+            for done in waiting:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for done in waiting:
+            if not done.done():
+                done.set_result(None)
+
+    def _journal(self, events: list[Event], entries: list[tuple[str, str, dict[str, Any]]]) -> None:
+        self.journals.record_events(events)
+        if entries:
+            self.journals.record(entries)
+
+    def _watch_fill(self, fill: Fill) -> None:
+        if fill.dropped:
+            log.error("outbox_overflow", dropped=fill.dropped, bound=self.outbox.max_messages)
+            self._alert("critical", "outbox_overflow",
+                        f"outbox full: {fill.dropped} oldest undelivered messages dropped",
+                        {"dropped": fill.dropped, "bound": self.outbox.max_messages})
+        if fill.count >= self.warn_at and not self._warned_full:
+            self._warned_full = True
+            log.warning("outbox_near_full", count=fill.count, bound=self.outbox.max_messages)
+            self._alert("warning", "outbox_near_full", f"outbox holds {fill.count} of {self.outbox.max_messages}",
+                        {"count": fill.count, "bound": self.outbox.max_messages})
+        elif fill.count < self.warn_at // 2:
+            self._warned_full = False
+
+    def _alert(self, level: Any, kind: str, message: str, data: dict[str, Any]) -> None:
+        self.inputs.put_nowait((Alerted(level, kind, message, data), None))
+
+    async def drain(self) -> None:
+        """At shutdown: process what is still queued."""
+        batch: list[Submission] = []
+        while not self.inputs.empty():
+            batch.append(self.inputs.get_nowait())
+        outcome = Outcome()
+        now = utc_now()
+        for item, _ in batch:
+            if item is not None:
+                outcome.extend(self._handle(item, now))
+        await self._commit(outcome, [done for _, done in batch if done is not None])
