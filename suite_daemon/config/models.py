@@ -112,6 +112,8 @@ class DicomSection(Strict):
     network_timeout_s: Seconds = 60.0
     max_pdu_size: Annotated[int, Field(ge=0)] = 0
     """Largest P-DATA PDU the receiver accepts; 0 means unlimited (fastest)."""
+    mpps_commit_timeout_s: Seconds = 10.0
+    """An MPPS N-CREATE/N-SET is answered only once the pipeline made it durable; past this, 0x0110."""
     tls: DicomTLS | None = None
 
 
@@ -175,6 +177,9 @@ class DeviceSection(BaseModel):
     stopbits: Literal[1, 1.5, 2] | None = None
     rtscts: bool = False
     xonxoff: bool = False
+    reconnect_min_s: Seconds = 0.5
+    """First delay before reopening a port that failed or went away; doubles up to reconnect_max_s, with jitter."""
+    reconnect_max_s: Seconds = 30.0
 
     @property
     def options(self) -> dict[str, Any]:
