@@ -191,6 +191,7 @@ class Session(ABC):
 @dataclass
 class _Pending:
     command: str
+    startup: bool = False
     attempts: int = 0
     sent_at: float = 0.0
 
@@ -241,7 +242,7 @@ class PolledSession(Session):
 
     def connected(self, now: float) -> None:
         super().connected(now)
-        self._state = _PollState(queue=deque(_Pending(c) for c in self.startup), next_poll=now)
+        self._state = _PollState(queue=deque(_Pending(c, startup=True) for c in self.startup), next_poll=now)
         self._healthy = None
         self._pump(now)
 
@@ -280,7 +281,8 @@ class PolledSession(Session):
     def _answered(self, now: float) -> None:
         self._state.outstanding = None
         self._state.unanswered = 0
-        self._set_health(True, self.identity())
+        if not any(p.startup for p in self._state.queue):  # report once the identity is complete
+            self._set_health(True, self.identity())
         self._pump(now)
 
     def _set_health(self, ok: bool, detail: str) -> None:

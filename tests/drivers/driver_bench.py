@@ -27,7 +27,6 @@ class VirtualBench:
         while self.now < end:
             self.now = round(self.now + self.step, 6)
             if self.connected:
-                self.simulator.tick(self.now)
                 for chunk in self.session.take_outgoing():
                     reply = self.simulator.feed(chunk, self.now) if self.plugged else b""
                     if reply:
