@@ -7,6 +7,7 @@ standard's (vendor typos) is noted, since matching went by code regardless.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,13 +19,20 @@ from pydicom.sr._concepts_dict import concepts as _standard_concepts
 from suite_daemon.dose.codes import EQUIVALENT_CODES, SCHEME_ALIASES, Code
 from suite_daemon.dose.units import convert
 
-_STANDARD_MEANINGS: dict[Code, str] = {
-    (value, scheme): meaning
-    for scheme, by_name in _standard_concepts.items()
-    if scheme in ("DCM", "SCT")
-    for codes in by_name.values()
-    for value, (meaning, _cids) in codes.items()
-}
+_SEMANTIC_TAG = re.compile(r"\s*\([a-z ]+\)$")
+
+
+def _plain(meaning: str) -> str:
+    """Lower case, without a SNOMED semantic tag such as " (attribute)"."""
+    return _SEMANTIC_TAG.sub("", meaning.strip().lower())
+
+
+_STANDARD_MEANINGS: dict[Code, set[str]] = {}
+for _scheme, _by_name in _standard_concepts.items():
+    if _scheme in ("DCM", "SCT"):
+        for _codes in _by_name.values():
+            for _value, (_meaning, _cids) in _codes.items():
+                _STANDARD_MEANINGS.setdefault((_value, _scheme), set()).add(_plain(_meaning))
 
 
 def code_of(item: Dataset | None) -> Code | None:
@@ -83,8 +91,9 @@ class Node:
             return
         standard = _STANDARD_MEANINGS.get(code)
         sent = str(concept.get("CodeMeaning", "") or "")
-        if standard and sent and sent.strip().lower() != standard.lower():
-            self.repairs.add(f"code meaning {sent!r} of {code} differs from the standard {standard!r}; matched by code")
+        if standard and sent and _plain(sent) not in standard:
+            expected = " / ".join(sorted(standard))
+            self.repairs.add(f"code meaning {sent!r} of {code} differs from the standard {expected!r}; matched by code")
 
     # --- navigation -------------------------------------------------------------------------
     def find(self, code: Code) -> list[Node]:
