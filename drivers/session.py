@@ -267,7 +267,7 @@ class PolledSession(Session):
             else:
                 state.outstanding = None
                 state.unanswered += 1
-                self._set_health(False, f"no reply to {pending.command} after {pending.attempts} attempts")
+                self._set_health(False, f"no valid reply to {pending.command} after {pending.attempts} attempts")
         self._pump(now)
 
     def next_deadline(self) -> float | None:

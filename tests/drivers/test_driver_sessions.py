@@ -106,7 +106,7 @@ def test_stall_times_out_retries_marks_fault_then_recovers() -> None:
     # U three times, then the cycle goes on with M.
     assert bench.simulator.received[sent_before:] == ["U", "U", "U", "M"]
     assert [h.ok for h in bench.health] == [True, False]
-    assert bench.health[-1].detail == "no reply to U after 3 attempts"
+    assert bench.health[-1].detail == "no valid reply to U after 3 attempts"
     n = len(bench.samples)
     bench.simulator.apply("resume", bench.now)
     bench.run(2.0)
