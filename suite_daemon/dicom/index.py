@@ -1,0 +1,181 @@
+"""The receiver's tables in the shared index database: stored instances and MPPS instances."""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from suite_daemon.events import rfc3339, utc_now
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dicom_instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    study_instance_uid TEXT NOT NULL,
+    series_instance_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    path TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    announced INTEGER NOT NULL DEFAULT 0,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dicom_instances_unannounced ON dicom_instances(announced) WHERE announced = 0;
+CREATE TABLE IF NOT EXISTS dicom_mpps (
+    sop_instance_uid TEXT PRIMARY KEY,
+    status TEXT,
+    study_instance_uid TEXT,
+    accession_number TEXT,
+    attributes TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInstance:
+    sop_instance_uid: str
+    path: Path
+    summary: dict[str, Any]
+    announced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MppsRecord:
+    sop_instance_uid: str
+    status: str | None
+    attributes: dict[str, Any]
+
+
+class InstanceIndex:
+    """Thread-safe; one connection guarded by a lock (writes are short).
+
+    WAL with synchronous=NORMAL: a committed row survives the process being killed (the spool files,
+    fsynced, are the source of truth after a power loss: `recover` re-indexes them).
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._lock = threading.Lock()
+        self._announced: queue.SimpleQueue[str] = queue.SimpleQueue()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.flush_announced()
+        with self._lock:
+            self._db.close()
+
+    # -- instances ---------------------------------------------------------------------------
+
+    def lookup(self, sop_instance_uid: str) -> StoredInstance | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT path, summary, announced FROM dicom_instances WHERE sop_instance_uid = ?",
+                (sop_instance_uid,),
+            ).fetchone()
+        if row is None:
+            return None
+        return StoredInstance(sop_instance_uid, Path(row[0]), json.loads(row[1]), bool(row[2]))
+
+    def add(self, summary: Mapping[str, Any], path: Path) -> bool:
+        """Record a stored instance (not yet announced). False if it was already there."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._apply_announced()
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO dicom_instances (sop_instance_uid, study_instance_uid, series_instance_uid,"
+                    " sop_class_uid, path, bytes, received_at, announced, summary) VALUES (?,?,?,?,?,?,?,0,?)",
+                    (
+                        summary["sop_instance_uid"],
+                        summary["study_instance_uid"],
+                        summary["series_instance_uid"],
+                        summary["sop_class_uid"],
+                        str(path),
+                        summary["bytes"],
+                        rfc3339(utc_now()),
+                        json.dumps(summary, separators=(",", ":")),
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return cur.rowcount == 1
+
+    def mark_announced(self, sop_instance_uid: str) -> None:
+        """Thread-safe and non-blocking (called from the pipeline's thread): applied with the next write."""
+        self._announced.put(sop_instance_uid)
+
+    def flush_announced(self) -> None:
+        if self._announced.empty():
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._apply_announced()
+            self._db.execute("COMMIT")
+
+    def _apply_announced(self) -> None:
+        uids: list[tuple[str]] = []
+        while True:
+            try:
+                uids.append((self._announced.get_nowait(),))
+            except queue.Empty:
+                break
+        if uids:
+            self._db.executemany("UPDATE dicom_instances SET announced = 1 WHERE sop_instance_uid = ?", uids)
+
+    def unannounced(self) -> list[StoredInstance]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sop_instance_uid, path, summary FROM dicom_instances WHERE announced = 0 ORDER BY rowid"
+            ).fetchall()
+        return [StoredInstance(r[0], Path(r[1]), json.loads(r[2]), False) for r in rows]
+
+    def known_paths(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT path FROM dicom_instances")}
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM dicom_instances").fetchone()[0])
+
+    # -- MPPS ----------------------------------------------------------------------------------
+
+    def mpps(self, sop_instance_uid: str) -> MppsRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT status, attributes FROM dicom_mpps WHERE sop_instance_uid = ?", (sop_instance_uid,)
+            ).fetchone()
+        if row is None:
+            return None
+        return MppsRecord(sop_instance_uid, row[0], json.loads(row[1]))
+
+    def put_mpps(
+        self,
+        sop_instance_uid: str,
+        status: str | None,
+        attributes: Mapping[str, Any],
+        study_instance_uid: str | None,
+        accession_number: str | None,
+    ) -> None:
+        now = rfc3339(utc_now())
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO dicom_mpps (sop_instance_uid, status, study_instance_uid, accession_number, attributes,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT(sop_instance_uid) DO UPDATE SET"
+                " status=excluded.status, study_instance_uid=excluded.study_instance_uid,"
+                " accession_number=excluded.accession_number, attributes=excluded.attributes,"
+                " updated_at=excluded.updated_at",
+                (sop_instance_uid, status, study_instance_uid, accession_number, json.dumps(attributes), now, now),
+            )

@@ -1,0 +1,243 @@
+"""Part 10 file meta encoding and a header-only reading of a received data set.
+
+The receiver never decodes a whole data set: it reads the few header elements the correlator needs
+(everything up to (0028,0008) Number of Frames) and walks the rest of the encoding structurally
+(tags and lengths only) to prove that the object is complete.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+
+from suite_daemon.dicom.sop_classes import (
+    AGENT_SR_CLASSES,
+    DEFLATED_LE,
+    DOSE_SR_CLASSES,
+    EXPLICIT_BE,
+    IMPLICIT_LE,
+)
+
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1234.1"
+IMPLEMENTATION_VERSION_NAME = "SUITE_DAEMON_01"
+UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_LAST_HEADER_TAG = 0x00280008  # Number of Frames: the last element the summary needs
+_EXPLICIT_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQ_END = 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+
+
+class DatasetError(ValueError):
+    """The received data set cannot be understood (truncated, malformed, or missing its UIDs)."""
+
+
+def clean_uid(value: object) -> str:
+    """A UID as sent, without the trailing NUL/space padding some stacks leave on it."""
+    return str(value or "").rstrip("\x00 ").strip()
+
+
+def _element(tag: int, vr: bytes, value: bytes) -> bytes:
+    group, elem = tag >> 16, tag & 0xFFFF
+    if vr in _EXPLICIT_LONG_VRS:
+        return struct.pack("<HH2s2xI", group, elem, vr, len(value)) + value
+    return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+
+
+def _pad(value: str, pad: bytes) -> bytes:
+    raw = value.encode("ascii")
+    return raw + pad if len(raw) % 2 else raw
+
+
+def encode_file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, source_ae: str) -> bytes:
+    """Preamble, `DICM` and the File Meta Information group (always explicit VR little endian)."""
+    body = b"".join(
+        (
+            _element(0x00020001, b"OB", b"\x00\x01"),
+            _element(0x00020002, b"UI", _pad(sop_class_uid, b"\x00")),
+            _element(0x00020003, b"UI", _pad(sop_instance_uid, b"\x00")),
+            _element(0x00020010, b"UI", _pad(transfer_syntax_uid, b"\x00")),
+            _element(0x00020012, b"UI", _pad(IMPLEMENTATION_CLASS_UID, b"\x00")),
+            _element(0x00020013, b"SH", _pad(IMPLEMENTATION_VERSION_NAME, b" ")),
+            _element(0x00020016, b"AE", _pad(source_ae.strip() or "UNKNOWN", b" ")),
+        )
+    )
+    return b"\x00" * 128 + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
+
+
+def dataset_offset(part10: bytes | memoryview) -> int:
+    """Where the data set starts in a Part 10 file written by `encode_file_meta` (or any Part 10 file)."""
+    if bytes(part10[128:132]) != b"DICM":
+        raise DatasetError("not a Part 10 file")
+    (group_length,) = struct.unpack_from("<I", part10, 132 + 8)
+    return 132 + 12 + group_length
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The parsed head of a data set and how many bytes the whole data set has."""
+
+    dataset: Dataset
+    length: int
+
+
+def read_header(data: bytes | memoryview, transfer_syntax_uid: str) -> Header:
+    """Parse the head of a received data set and check the whole encoding is complete.
+
+    Raises `DatasetError` when the data set is truncated or malformed.
+    """
+    raw: bytes | memoryview = data
+    if transfer_syntax_uid in (DEFLATED_LE, "1.2.840.10008.1.2.4.95"):
+        try:
+            raw = zlib.decompress(bytes(data), -zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise DatasetError(f"deflated data set does not inflate: {exc}") from exc
+    implicit = transfer_syntax_uid == IMPLICIT_LE
+    little = transfer_syntax_uid != EXPLICIT_BE
+    if len(raw) < 8:
+        raise DatasetError("data set is empty or shorter than one element")
+    fp = BytesIO(raw)
+    try:
+        ds = read_dataset(fp, implicit, little, stop_when=lambda tag, vr, length: tag > _LAST_HEADER_TAG)
+    except Exception as exc:  # pydicom raises many kinds on garbage
+        raise DatasetError(f"data set header cannot be parsed: {exc}") from exc
+    _walk(memoryview(raw), fp.tell(), len(raw), implicit, little)
+    return Header(ds, len(data))
+
+
+def _walk(buf: memoryview, pos: int, end: int, implicit: bool, little: bool) -> int:
+    """Skip elements from `pos` to `end` by tag and length; return where it stopped (an item end)."""
+    order = "<" if little else ">"
+    tag_fmt = struct.Struct(order + "HH")
+    u16 = struct.Struct(order + "H")
+    u32 = struct.Struct(order + "I")
+    while pos < end:
+        if pos + 8 > end:
+            raise DatasetError(f"data set truncated in an element header at byte {pos}")
+        group, elem = tag_fmt.unpack_from(buf, pos)
+        tag = group << 16 | elem
+        if tag in (_ITEM_END, _SEQ_END):
+            return pos + 8
+        if implicit or group == 0xFFFE:
+            vr = b""
+            (length,) = u32.unpack_from(buf, pos + 4)
+            pos += 8
+        else:
+            vr = bytes(buf[pos + 4 : pos + 6])
+            if not vr.isalpha() or not vr.isupper():
+                raise DatasetError(f"invalid VR {vr!r} at byte {pos}")
+            if vr in _EXPLICIT_LONG_VRS:
+                if pos + 12 > end:
+                    raise DatasetError(f"data set truncated in an element header at byte {pos}")
+                (length,) = u32.unpack_from(buf, pos + 8)
+                pos += 12
+            else:
+                (length,) = u16.unpack_from(buf, pos + 6)
+                pos += 8
+        if length == _UNDEFINED:
+            pos = _walk_items(buf, pos, end, implicit, little)
+        else:
+            pos += length
+            if pos > end:
+                raise DatasetError(f"data set truncated: element ({group:04X},{elem:04X}) runs past the end")
+    if pos != end:
+        raise DatasetError("data set truncated")
+    return pos
+
+
+def _walk_items(buf: memoryview, pos: int, end: int, implicit: bool, little: bool) -> int:
+    """Skip the items of an undefined-length sequence or encapsulated pixel data, up to its delimiter."""
+    order = "<" if little else ">"
+    while True:
+        if pos + 8 > end:
+            raise DatasetError("data set truncated inside a sequence")
+        group, elem, length = struct.unpack_from(order + "HHI", buf, pos)
+        tag = group << 16 | elem
+        pos += 8
+        if tag == _SEQ_END:
+            return pos
+        if tag != _ITEM:
+            raise DatasetError(f"unexpected tag ({group:04X},{elem:04X}) inside a sequence")
+        if length == _UNDEFINED:
+            pos = _walk(buf, pos, end, implicit, little)
+        else:
+            pos += length
+            if pos > end:
+                raise DatasetError("data set truncated inside a sequence item")
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    return str(value).strip() or None
+
+
+def _number(ds: Dataset, keyword: str) -> float | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def dicom_datetime(ds: Dataset, dt_keyword: str | None, date_keyword: str, time_keyword: str) -> str | None:
+    """ISO 8601 local date-time (as the modality wrote it) from a DT element or a DA + TM pair."""
+    raw = _text(ds, dt_keyword) if dt_keyword else None
+    if raw is None:
+        date = _text(ds, date_keyword)
+        if date is None:
+            return None
+        raw = date + (_text(ds, time_keyword) or "")
+    m = re.fullmatch(r"(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?)?([+-]\d{4})?", raw.replace(":", ""))
+    if not m:
+        return raw
+    year, month, day, hour, minute, second, fraction, zone = m.groups()
+    out = f"{year}-{month}-{day}"
+    if hour is not None:
+        out += f"T{hour}:{minute or '00'}:{second or '00'}{fraction or ''}"
+        if zone:
+            out += f"{zone[:3]}:{zone[3:]}"
+    return out
+
+
+def summarize(
+    ds: Dataset, *, sop_class_uid: str, transfer_syntax_uid: str, calling_ae: str, nbytes: int
+) -> dict[str, Any]:
+    """The header summary handed to the correlator. No patient name, ID or birth date, ever."""
+    frames = _number(ds, "NumberOfFrames")
+    summary: dict[str, Any] = {
+        "study_instance_uid": clean_uid(ds.get("StudyInstanceUID")),
+        "series_instance_uid": clean_uid(ds.get("SeriesInstanceUID")),
+        "sop_instance_uid": clean_uid(ds.get("SOPInstanceUID")),
+        "sop_class_uid": sop_class_uid,
+        "modality": _text(ds, "Modality"),
+        "accession_number": _text(ds, "AccessionNumber"),
+        "station_name": _text(ds, "StationName"),
+        "acquisition_datetime": dicom_datetime(ds, "AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime"),
+        "content_datetime": dicom_datetime(ds, None, "ContentDate", "ContentTime"),
+        "number_of_frames": int(frames) if frames is not None else 1,
+        "bytes": nbytes,
+        "transfer_syntax_uid": transfer_syntax_uid,
+        "calling_ae": calling_ae,
+        "series_description": _text(ds, "SeriesDescription"),
+        "is_dose_sr": sop_class_uid in DOSE_SR_CLASSES,
+        "is_agent_sr": sop_class_uid in AGENT_SR_CLASSES,
+    }
+    for key, keyword in (("sar", "SAR"), ("db_dt", "dBdt"), ("b1rms", "B1rms")):
+        value = _number(ds, keyword)
+        if value is not None:
+            summary[key] = value
+    return summary

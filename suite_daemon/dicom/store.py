@@ -1,0 +1,220 @@
+"""C-STORE: check, write durably, index, announce. Runs in pynetdicom's association threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydicom.filereader import dcmread
+
+from suite_daemon.daemon.context import DaemonContext
+from suite_daemon.dicom.index import InstanceIndex, StoredInstance
+from suite_daemon.dicom.part10 import (
+    DatasetError,
+    clean_uid,
+    dataset_offset,
+    encode_file_meta,
+    read_header,
+    summarize,
+)
+from suite_daemon.dicom.spool import Spool
+from suite_daemon.events import Alerted, ImageStored
+
+log = structlog.get_logger()
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC210
+"""The data set cannot be parsed (truncated, malformed)."""
+MISSING_UIDS = 0xC220
+"""Study, Series or SOP Instance UID missing or not a valid UID."""
+INSTANCE_UID_MISMATCH = 0xC221
+"""The data set's SOP Instance UID differs from the C-STORE request's Affected SOP Instance UID."""
+PROCESSING_FAILURE = 0xC211
+
+
+class StoreService:
+    def __init__(self, ctx: DaemonContext, spool: Spool, index: InstanceIndex, min_free_mb: int) -> None:
+        self.ctx = ctx
+        self.spool = spool
+        self.index = index
+        self.min_free_mb = min_free_mb
+        self._in_flight: set[str] = set()
+        self._in_flight_cv = threading.Condition()
+
+    # -- the handler ---------------------------------------------------------------------------
+
+    def handle(self, event: Any) -> int:
+        """EVT_C_STORE handler: returns the C-STORE status."""
+        request = event.request
+        sop_class = clean_uid(request.AffectedSOPClassUID)
+        sop_instance = clean_uid(request.AffectedSOPInstanceUID)
+        transfer_syntax = str(event.context.transfer_syntax)
+        calling_ae = str(event.assoc.requestor.ae_title).strip()
+        host = str(event.assoc.requestor.address)
+        where = {"calling_ae": calling_ae, "host": host, "sop_class_uid": sop_class, "sop_instance_uid": sop_instance}
+        data = request.DataSet.getbuffer()
+        try:
+            return self._store(data, sop_class, sop_instance, transfer_syntax, calling_ae, where)
+        except Exception as exc:
+            log.exception("dicom_store_error", **where)
+            return self._fail(PROCESSING_FAILURE, "processing_failure", f"storing failed: {type(exc).__name__}", where)
+        finally:
+            data.release()
+
+    def _store(
+        self,
+        data: memoryview,
+        sop_class: str,
+        sop_instance: str,
+        transfer_syntax: str,
+        calling_ae: str,
+        where: dict[str, Any],
+    ) -> int:
+        try:
+            free_mb = self.spool.free_mb()
+        except OSError:
+            free_mb = 0.0
+        if free_mb < self.min_free_mb:
+            return self._fail(
+                OUT_OF_RESOURCES,
+                "out_of_space",
+                f"free space {free_mb:.0f} MB is below dicom.min_free_mb = {self.min_free_mb}",
+                {**where, "free_mb": round(free_mb, 1)},
+                level="critical",
+            )
+        try:
+            header = read_header(data, transfer_syntax)
+        except DatasetError as exc:
+            return self._fail(CANNOT_UNDERSTAND, "dataset_unreadable", str(exc), where)
+        ds = header.dataset
+        study, series, instance = (
+            clean_uid(ds.get(k)) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+        )
+        try:
+            path = self.spool.path_for(study, series, instance)
+        except ValueError as exc:
+            return self._fail(MISSING_UIDS, "dataset_missing_uids", f"study/series/SOP instance UID: {exc}", where)
+        if sop_instance and instance != sop_instance:
+            return self._fail(
+                INSTANCE_UID_MISMATCH,
+                "sop_instance_mismatch",
+                "data set SOP Instance UID differs from the request",
+                where,
+            )
+        ds_class = clean_uid(ds.get("SOPClassUID"))
+        if ds_class and ds_class != sop_class:
+            return self._fail(
+                DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                "sop_class_mismatch",
+                "data set SOP Class UID differs from the request",
+                where,
+            )
+        summary = summarize(
+            ds, sop_class_uid=sop_class, transfer_syntax_uid=transfer_syntax, calling_ae=calling_ae, nbytes=len(data)
+        )
+        with self._claim(instance):
+            known = self.index.lookup(instance)
+            if known is not None:
+                log.info("dicom_duplicate_instance", sop_instance_uid=instance, calling_ae=calling_ae)
+                self.ctx.submit(ImageStored(summary=summary, path=known.path, duplicate=True))
+                return SUCCESS
+            meta = encode_file_meta(sop_class, instance, transfer_syntax, calling_ae)
+            try:
+                self.spool.write(path, meta, data)
+            except OSError as exc:
+                return self._fail(
+                    OUT_OF_RESOURCES,
+                    "spool_write_failed",
+                    f"writing the object failed: {exc.strerror}",
+                    where,
+                    level="critical",
+                )
+            self.index.add(summary, path)
+        self.announce(StoredInstance(instance, path, summary, announced=False))
+        log.debug("dicom_stored", sop_instance_uid=instance, study_instance_uid=study, bytes=len(data))
+        return SUCCESS
+
+    def announce(self, stored: StoredInstance) -> None:
+        """Hand the object to the pipeline; once its events are durable, flag it announced."""
+        future = self.ctx.submit_durable(ImageStored(summary=stored.summary, path=stored.path))
+        uid = stored.sop_instance_uid
+
+        def _done(f: Any) -> None:
+            if not f.cancelled() and f.exception() is None:
+                self.index.mark_announced(uid)
+
+        future.add_done_callback(_done)
+
+    @contextmanager
+    def _claim(self, sop_instance: str) -> Iterator[None]:
+        """One writer per SOP Instance UID at a time (the same object on two associations at once)."""
+        with self._in_flight_cv:
+            while sop_instance in self._in_flight:
+                self._in_flight_cv.wait()
+            self._in_flight.add(sop_instance)
+        try:
+            yield
+        finally:
+            with self._in_flight_cv:
+                self._in_flight.discard(sop_instance)
+                self._in_flight_cv.notify_all()
+
+    def _fail(self, status: int, kind: str, message: str, where: dict[str, Any], level: str = "warning") -> int:
+        fields = {**where, "status": f"0x{status:04X}", "reason": kind}
+        log.warning("dicom_store_failed", detail=message, **fields)
+        try:
+            self.ctx.audit_daemon("dicom_store_failed", detail=message, **fields)
+        finally:
+            self.ctx.submit(Alerted(level=level, kind="dicom_store_failed", message=message, data=fields))  # type: ignore[arg-type]
+        return status
+
+    # -- startup recovery ------------------------------------------------------------------------
+
+    def recover(self) -> tuple[int, int]:
+        """Index spool files a crash left unindexed, then re-announce everything not yet announced.
+
+        Returns (files indexed now, instances re-announced).
+        """
+        known = self.index.known_paths()
+        indexed = 0
+        for path in self.spool.files():
+            if str(path) in known:
+                continue
+            summary = _summary_from_file(path)
+            if summary is None:
+                log.warning("dicom_spool_file_unreadable", path=str(path))
+                continue
+            if self.index.add(summary, path):
+                indexed += 1
+        pending = self.index.unannounced()
+        for stored in pending:
+            self.announce(stored)
+        if indexed or pending:
+            log.info("dicom_recovered", indexed=indexed, announced=len(pending))
+        return indexed, len(pending)
+
+
+def _summary_from_file(path: Path) -> dict[str, Any] | None:
+    try:
+        raw = path.read_bytes()
+        meta = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta
+        transfer_syntax = clean_uid(meta.TransferSyntaxUID)
+        sop_class = clean_uid(meta.MediaStorageSOPClassUID)
+        source_ae = str(meta.get("SourceApplicationEntityTitle", "")).strip()
+        data = memoryview(raw)[dataset_offset(raw) :]
+        header = read_header(data, transfer_syntax)
+    except Exception:
+        return None
+    return summarize(
+        header.dataset,
+        sop_class_uid=sop_class,
+        transfer_syntax_uid=transfer_syntax,
+        calling_ae=source_ae,
+        nbytes=len(data),
+    )

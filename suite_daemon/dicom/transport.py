@@ -1,0 +1,326 @@
+"""A leaner receive path under pynetdicom's association, ACSE and DIMSE logic.
+
+Stock pynetdicom polls: its DUL thread and its association thread each sleep 1 ms whenever idle,
+reads sockets 4 KiB at a time, copies every PDU three times and builds PDU objects for each P-DATA.
+Here, with the same state machine and DIMSE code:
+
+- the DUL thread blocks in `select` on the socket and a wake-up pipe (written when the association
+  thread queues a PDU to send), so a response leaves as soon as it is queued;
+- the association thread blocks on an event the DUL sets after each step instead of polling;
+- PDUs are read with `recv_into` into one buffer; P-DATA-TF PDVs in the data-transfer state go
+  straight to DIMSE as memoryviews (no PDU objects, no copies);
+- TCP_NODELAY on, larger receive buffers, and TCP_QUICKACK re-armed after each read so a sender
+  with Nagle's algorithm on (DCMTK as shipped) is not stalled by delayed ACKs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import socket
+import ssl
+import struct
+import threading
+from datetime import datetime
+from typing import Any, cast
+
+from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+_RCVBUF = 4 * 1024 * 1024
+_IDLE_WAIT_S = 0.05
+_PDU_HEADER = struct.Struct(">BxL")
+_PDV_HEADER = struct.Struct(">LB")
+
+
+class LeanSocket(AssociationSocket):
+    def recv(self, nr_bytes: int) -> bytearray:
+        sock = cast(socket.socket, self.socket)
+        buf = bytearray(nr_bytes)
+        view = memoryview(buf)
+        got = 0
+        quickack = _QUICKACK is not None and not isinstance(sock, ssl.SSLSocket)
+        while got < nr_bytes:
+            n = sock.recv_into(view[got:], nr_bytes - got)
+            if not n:
+                view.release()
+                del buf[got:]
+                return buf
+            got += n
+            if quickack:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        view.release()
+        return buf
+
+
+def split_pdvs(body: bytearray) -> list[tuple[int, memoryview]]:
+    """The presentation data values of a P-DATA-TF PDU body as (context id, message control header + data)."""
+    view = memoryview(body)
+    items: list[tuple[int, memoryview]] = []
+    pos, end = 0, len(body)
+    while pos < end:
+        if pos + 6 > end:
+            raise ValueError("truncated PDV item")
+        length, context_id = _PDV_HEADER.unpack_from(body, pos)
+        if length < 2 or pos + 4 + length > end:
+            raise ValueError("invalid PDV item length")
+        items.append((context_id, view[pos + 5 : pos + 4 + length]))
+        pos += 4 + length
+    return items
+
+
+class LeanDUL(DULServiceProvider):
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        self.activity = threading.Event()
+        """Set after every step that may have queued something for the association thread."""
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+        self._pipe_open = True
+
+    def send_pdu(self, primitive: Any) -> None:
+        super().send_pdu(primitive)
+        self._wake()
+
+    def kill_dul(self) -> None:
+        super().kill_dul()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._pipe_open:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"\0")
+
+    def _read_pdu_data(self) -> None:
+        sock = cast(AssociationSocket, self.socket)
+        try:
+            header = sock.recv(6)
+        except (OSError, TimeoutError):
+            self.event_queue.put("Evt17")
+            return
+        if len(header) != 6:
+            self.event_queue.put("Evt17")
+            return
+        pdu_type, pdu_length = _PDU_HEADER.unpack(header)
+        if not 0x01 <= pdu_type <= 0x07:
+            self.event_queue.put("Evt19")
+            return
+        try:
+            body = sock.recv(pdu_length)
+        except (OSError, TimeoutError):
+            self.event_queue.put("Evt17")
+            return
+        if len(body) != pdu_length:
+            self.event_queue.put("Evt17")
+            return
+        if pdu_type == 0x04 and self.state_machine.current_state == "Sta6" and self.event_queue.empty():
+            # Sta6 + Evt10 is DT-2 (hand the P-DATA to DIMSE, stay in Sta6): done here without PDU objects.
+            try:
+                items = split_pdvs(body)
+            except ValueError:
+                self.event_queue.put("Evt19")
+                return
+            primitive = P_DATA()
+            primitive.presentation_data_value_list = []
+            primitive.presentation_data_value_list.extend(items)  # type: ignore[arg-type]
+            self.assoc.dimse.receive_primitive(primitive)
+            return
+        try:
+            pdu, event = self._decode_pdu(header + body)
+        except Exception:
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
+    def _wait(self) -> None:
+        wrapper = self.socket
+        sock = wrapper.socket if wrapper is not None else None
+        if sock is None or sock.fileno() < 0:
+            self._sleep_briefly()
+            return
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return
+        try:
+            readable, _, _ = select.select([sock, self._wake_r], [], [], _IDLE_WAIT_S)
+        except (OSError, ValueError):
+            self._sleep_briefly()
+            return
+        if self._wake_r in readable:
+            with contextlib.suppress(OSError):
+                os.read(self._wake_r, 4096)
+
+    def _sleep_briefly(self) -> None:
+        with contextlib.suppress(OSError):
+            select.select([self._wake_r], [], [], 0.005)
+            os.read(self._wake_r, 4096)
+
+    def run_reactor(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.activity.set()
+            self._pipe_open = False
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _run(self) -> None:
+        self._idle_timer.start()
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+            if self._kill_thread:
+                return
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            received = False
+            try:
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+                    received = True
+            except Exception:
+                self._abort_hard()
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                if received:
+                    self.activity.set()
+                else:
+                    self._wait()
+                continue
+            self.state_machine.do_action(event)
+            self.activity.set()
+
+    def _abort_hard(self) -> None:
+        # As pynetdicom does: bypass the state machine, send A-ABORT and stop both reactors.
+        abort_pdu = A_ABORT_RQ()
+        abort_pdu.source = 0x02
+        abort_pdu.reason_diagnostic = 0x00
+        with contextlib.suppress(Exception):
+            cast(AssociationSocket, self.socket).send(abort_pdu.encode())
+        self.assoc.is_aborted = True
+        self.assoc.is_established = False
+        self.assoc._kill = True
+        self._kill_thread = True
+
+
+class LeanAssociation(Association):
+    def __init__(self, ae: Any, mode: str) -> None:
+        super().__init__(ae, mode)
+        self.dul = LeanDUL(self)
+        # The timeout setters configure the DUL's timers: apply them to the new DUL.
+        self.acse_timeout = self.ae.acse_timeout
+        self.network_timeout = self.ae.network_timeout
+
+    def _run_reactor(self) -> None:
+        """pynetdicom's acceptor loop, woken by the DUL instead of polling every millisecond."""
+        self._is_paused = False
+        activity = cast(LeanDUL, self.dul).activity
+        served = False
+        while not self._kill:
+            if not served:
+                activity.wait(_IDLE_WAIT_S)
+            activity.clear()
+            served = False
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+
+            context_id, msg = self.dimse.get_msg(block=False)
+            if msg:
+                self._serve_request(msg, cast(int, context_id))
+                served = True
+
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+
+            if self.acse.is_aborted():
+                self.dul.receive_pdu(wait=False)
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+
+            if not self.dul.is_alive():
+                self.kill()
+                return
+
+            if self.dul.idle_timer_expired():
+                self.abort()
+                self.kill()
+                return
+
+
+class LeanRequestHandler(RequestHandler):
+    def _create_association(self) -> Association:
+        from copy import deepcopy
+
+        from pynetdicom._globals import MODE_ACCEPTOR
+
+        assoc = LeanAssociation(self.ae, MODE_ACCEPTOR)
+        assoc._server = self.server
+        assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
+        sock = LeanSocket(assoc, client_socket=cast(socket.socket, self.request))
+        assoc.set_socket(sock)
+
+        assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
+        assoc.acceptor.ae_title = self.server.ae_title
+        assoc.acceptor.address_info = self.local
+        assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
+        assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
+        assoc.acceptor.supported_contexts = deepcopy(self.server.contexts)
+        assoc.requestor.address_info = self.remote
+
+        for event in self.server._handlers:
+            if event.is_intervention and self.server._handlers[event]:
+                assoc.bind(event, *self.server._handlers[event])
+            elif isinstance(event, evt.NotificationEvent):
+                for handler in self.server._handlers[event]:
+                    handler = cast(evt._HandlerBase, handler)
+                    assoc.bind(event, handler[0], handler[1])
+        return assoc
+
+
+class LeanAssociationServer(ThreadedAssociationServer):
+    """Tunes accepted sockets; does the TLS handshake with a deadline so a silent peer cannot stall accept()."""
+
+    daemon_threads = True
+    handshake_timeout_s = 10.0
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        sock = cast(socket.socket, self.socket)
+        client, address = sock.accept()
+        with contextlib.suppress(OSError):
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        if self.ssl_context:
+            client.settimeout(self.handshake_timeout_s)
+            try:
+                client = self.ssl_context.wrap_socket(client, server_side=True)
+            except (OSError, ssl.SSLError):
+                client.close()
+                raise
+            client.settimeout(None)
+        return client, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A failed TLS handshake or a reset connection: nothing to report on stderr.
+        pass

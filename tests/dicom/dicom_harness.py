@@ -1,0 +1,123 @@
+"""A real DicomReceiver on a real DaemonContext and event loop, with a stand-in for the pipeline's sink."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from suite_daemon.config import SuiteConfig
+from suite_daemon.daemon.context import DaemonContext
+from suite_daemon.dicom.receiver import DicomReceiver
+from suite_daemon.events import Alerted, AssociationRejected, ImageStored, MppsReceived
+
+SCP_AE = "SUITE_SCP"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    port: int
+    state_dir: Path
+    config: SuiteConfig
+    receiver: DicomReceiver
+    items: list[Any] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+
+    def of(self, kind: type) -> list[Any]:
+        return [i for i in self.items if isinstance(i, kind)]
+
+    @property
+    def images(self) -> list[ImageStored]:
+        return self.of(ImageStored)
+
+    @property
+    def alerts(self) -> list[Alerted]:
+        return self.of(Alerted)
+
+    @property
+    def rejections(self) -> list[AssociationRejected]:
+        return self.of(AssociationRejected)
+
+    @property
+    def mpps(self) -> list[MppsReceived]:
+        return self.of(MppsReceived)
+
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_for(self, predicate: Callable[[], bool], limit_s: float = 20.0) -> None:
+        """Until `predicate()` holds for what the sink received."""
+        async with asyncio.timeout(limit_s), self.changed:
+            await self.changed.wait_for(predicate)
+
+
+def make_config(state_dir: Path, port: int, **dicom: Any) -> SuiteConfig:
+    settings: dict[str, Any] = {
+        "bind": "127.0.0.1",
+        "port": port,
+        "ae_title": SCP_AE,
+        "min_free_mb": 0,
+        "allowed_callers": [
+            {"ae_title": "STORESCU", "host": "127.0.0.1"},
+            {"ae_title": "ECHOSCU", "host": "*"},
+            {"ae_title": "TESTSCU", "host": "127.0.0.1"},
+        ],
+    }
+    settings.update(dicom)
+    return SuiteConfig(suite={"id": "t", "state_dir": state_dir}, dicom=settings)
+
+
+@contextlib.asynccontextmanager
+async def running_receiver(state_dir: Path, port: int | None = None, **dicom: Any) -> AsyncIterator[Running]:
+    port = port or free_port()
+    config = make_config(state_dir, port, **dicom)
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    running = Running(port, state_dir, config, DicomReceiver(config))
+
+    def audit(event: str, **fields: Any) -> None:
+        running.audit.append({"event": event, **fields})
+
+    ctx = DaemonContext(config=config, loop=asyncio.get_running_loop(), inputs=queue, audit_daemon=audit)
+
+    async def sink() -> None:  # what the lead's event sink does: take the input, make it durable, resolve
+        while True:
+            item, done = await queue.get()
+            running.items.append(item)
+            if done is not None:
+                done.set_result(None)
+            async with running.changed:
+                running.changed.notify_all()
+
+    started = asyncio.Event()
+    consumer = asyncio.create_task(sink())
+    task = asyncio.create_task(running.receiver.run(ctx, started.set))
+    try:
+        async with asyncio.timeout(30):
+            await started.wait()
+        yield running
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+
+
+async def run_tool(*args: str, env: dict[str, str] | None = None, limit_s: float = 120) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
+    )
+    async with asyncio.timeout(limit_s):
+        out, _ = await proc.communicate()
+    return int(proc.returncode or 0), out.decode(errors="replace")
