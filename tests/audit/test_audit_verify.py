@@ -1,0 +1,180 @@
+"""Tampering: edit, delete, insert, reorder and truncate are each detected and the first bad record named."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from audit_fixtures import T0, State, index_procedure, summary, write_ct_procedure, write_fluoro_procedure
+
+from suite_daemon.audit import AuditJournal, verify_dir, verify_file
+from suite_daemon.inspect import cmd_audit_verify
+
+PID = "20261122-0001"
+
+
+def lines_of(path: Path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")[:-1]
+
+
+def write_lines(path: Path, lines: list[bytes]) -> None:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def edit(lines: list[bytes]) -> list[bytes]:
+    record = json.loads(lines[4])
+    record["data"]["values"]["dap_gym2"] = 0.0  # lower a dose reading, keep the old hash
+    lines[4] = json.dumps(record, separators=(",", ":")).encode()
+    return lines
+
+
+def edit_and_reseal(lines: list[bytes]) -> list[bytes]:
+    """A smarter forger recomputes the edited record's own hash; the next record's prev still betrays it."""
+    record = json.loads(lines[4])
+    record["data"]["values"]["dap_gym2"] = 0.0
+    body = {k: v for k, v in record.items() if k != "hash"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    record["hash"] = hashlib.sha256(text.encode()).hexdigest()
+    lines[4] = json.dumps(record, separators=(",", ":")).encode()
+    return lines
+
+
+def delete(lines: list[bytes]) -> list[bytes]:
+    del lines[4]
+    return lines
+
+
+def insert_copy(lines: list[bytes]) -> list[bytes]:
+    lines.insert(5, lines[4])
+    return lines
+
+
+def insert_forged(lines: list[bytes]) -> list[bytes]:
+    """A record that chains correctly onto line 5 and carries a valid hash of its own."""
+    before = json.loads(lines[4])
+    forged = {"seq": before["seq"] + 1, "time": before["time"], "event": "image.received", "prev": before["hash"]}
+    text = json.dumps(forged, sort_keys=True, separators=(",", ":"))
+    forged["hash"] = hashlib.sha256(text.encode()).hexdigest()
+    lines.insert(5, json.dumps(forged).encode())
+    return lines
+
+
+def reorder(lines: list[bytes]) -> list[bytes]:
+    lines[4], lines[5] = lines[5], lines[4]
+    return lines
+
+
+def truncate_records(lines: list[bytes]) -> list[bytes]:
+    return lines[:-2]
+
+
+def blank_line(lines: list[bytes]) -> list[bytes]:
+    lines.insert(4, b"")
+    return lines
+
+
+def garbage_line(lines: list[bytes]) -> list[bytes]:
+    lines[4] = b'{"seq": 5, "broken'
+    return lines
+
+
+CASES: list[tuple[str, Callable[[list[bytes]], list[bytes]], int, str]] = [
+    # name, tamper, first bad line (1-based), words in the reason
+    ("edit", edit, 5, "hash mismatch"),
+    ("edit_and_reseal", edit_and_reseal, 6, "prev"),
+    ("delete", delete, 5, "deleted"),
+    ("insert_copy", insert_copy, 6, "inserted"),
+    ("insert_forged", insert_forged, 7, "inserted"),
+    ("reorder", reorder, 5, "out of order"),
+    ("truncate", truncate_records, 106, "truncated"),
+    ("blank_line", blank_line, 5, "empty line"),
+    ("garbage_line", garbage_line, 5, "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("name", "tamper", "bad_line", "reason"), CASES, ids=[c[0] for c in CASES])
+def test_tampering_is_detected(
+    state: State, capsys: pytest.CaptureFixture[str], name: str, tamper: Callable, bad_line: int, reason: str
+) -> None:
+    write_fluoro_procedure(state.root, PID)
+    path = state.journal(PID)
+    assert verify_file(path, expect_closed=True).ok
+    write_lines(path, tamper(lines_of(path)))
+
+    result = verify_file(path, expect_closed=True)
+    assert not result.ok
+    assert result.first_bad_line == bad_line, result.describe()
+    assert reason in (result.reason or ""), result.describe()
+
+    for procedure_id in (PID, None):  # one procedure, and all of them
+        assert cmd_audit_verify(state.config, procedure_id) == 1
+        out, err = capsys.readouterr()
+        assert f"{path}: line {bad_line}" in err
+        assert f"FAIL  {path}: line {bad_line}" in out
+
+
+def test_truncated_mid_line_is_detected(state: State, capsys: pytest.CaptureFixture[str]) -> None:
+    write_fluoro_procedure(state.root, PID)
+    path = state.journal(PID)
+    data = path.read_bytes()
+    path.write_bytes(data[:-40])
+    result = verify_file(path, expect_closed=True)
+    assert not result.ok and result.first_bad_line == 107
+    assert "incomplete" in (result.reason or "")
+    assert cmd_audit_verify(state.config, PID) == 1
+    assert f"{path}: line 107" in capsys.readouterr().err
+
+
+def test_deleting_the_first_record_is_detected(state: State) -> None:
+    write_fluoro_procedure(state.root, PID)
+    path = state.journal(PID)
+    write_lines(path, lines_of(path)[1:])
+    result = verify_file(path)
+    assert not result.ok and result.first_bad_line == 1 and result.first_bad_seq == 2
+
+
+def test_open_procedure_may_end_anywhere(state: State) -> None:
+    write_ct_procedure(state.root)
+    assert verify_file(state.journal("20261122-0002")).ok
+    assert not verify_file(state.journal("20261122-0002"), expect_closed=True).ok
+
+
+def test_closed_procedure_journal_must_exist(state: State, capsys: pytest.CaptureFixture[str]) -> None:
+    write_fluoro_procedure(state.root, PID)
+    state.journal(PID).unlink()
+    assert cmd_audit_verify(state.config, PID) == 1
+    assert "journal file is missing" in capsys.readouterr().err
+    assert cmd_audit_verify(state.config, None) == 1
+
+
+def test_intact_state_dir_verifies(populated: State, capsys: pytest.CaptureFixture[str]) -> None:
+    with AuditJournal(populated.journal_dir / "daemon.jsonl") as daemon:
+        daemon.append("daemon.started", {"version": "0.1.0"})
+    assert cmd_audit_verify(populated.config, None) == 0
+    out, err = capsys.readouterr()
+    assert "3 journal(s) checked: 3 intact, 0 failed" in out
+    assert err == ""
+    assert cmd_audit_verify(populated.config, PID) == 0
+
+
+def test_unknown_or_invalid_id_is_exit_1(populated: State, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cmd_audit_verify(populated.config, "no-such-procedure") == 1
+    assert "unknown procedure" in capsys.readouterr().err
+    assert cmd_audit_verify(populated.config, "../etc/passwd") == 1
+    assert "not a valid procedure id" in capsys.readouterr().err
+
+
+def test_empty_state_dir(state: State, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cmd_audit_verify(state.config, None) == 0
+    assert "no journals" in capsys.readouterr().err
+
+
+def test_verify_dir_uses_the_index(state: State) -> None:
+    write_fluoro_procedure(state.root, PID)
+    index_procedure(state.root, summary("ghost", "closed", T0, T0))
+    results = {r.path.name: r for r in verify_dir(state.journal_dir, closed={PID, "ghost"}, expected={PID, "ghost"})}
+    assert results[f"{PID}.jsonl"].ok
+    assert results["ghost.jsonl"].reason == "journal file is missing"
