@@ -203,11 +203,12 @@ def _phase(record: Mapping[str, Any], time: datetime, values: Mapping[str, Any])
     start = parse_time(_first(values, "start", "started_at", "start_time", "begin"))
     end = parse_time(_first(values, "end", "ended_at", "stop", "stop_time", "finished_at"))
     duration = _number(_first(values, "duration_s"))
+    # A phase record without times describes a phase that just ended at the record's time.
     length = timedelta(seconds=duration or 0.0)
     if start is None:
         start = (end or time) - length
     if end is None:
-        end = start + length
+        end = start + length if duration else max(time, start)
     label = _first(values, "phase", "name", "label", "agent", "kind") or "phase"
     events = values.get("events") or values.get("injector_events") or []
     return Phase(

@@ -1,0 +1,161 @@
+"""`report`: html, pdf and json files; what they hold; unknown ids; the timeline's readings of records."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from audit_fixtures import T0, State, event, index_procedure, summary, write_fluoro_procedure
+
+from suite_daemon.audit import AuditJournal
+from suite_daemon.inspect import cmd_report
+from suite_daemon.inspect.timeline import build_timeline, find_quantity
+
+FLUORO, CT = "20261122-0001", "20261122-0002"
+
+
+@pytest.mark.parametrize("fmt", ["html", "pdf", "json"])
+@pytest.mark.parametrize("procedure_id", [FLUORO, CT])
+def test_every_format_writes_a_valid_file(
+    populated: State, tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, procedure_id: str
+) -> None:
+    out = tmp_path / f"report.{fmt}"
+    assert cmd_report(populated.config, procedure_id, fmt, out) == 0
+    data = out.read_bytes()
+    assert len(data) > 1000
+    if fmt == "pdf":
+        assert data.startswith(b"%PDF")
+        assert data.count(b"/Type /Page\n") + data.count(b"/Type /Page ") + data.count(b"/Type/Page") >= 2
+    elif fmt == "json":
+        assert json.loads(data)["procedure_id"] == procedure_id
+    else:
+        text = data.decode("utf-8")
+        assert text.startswith("<!DOCTYPE html>") and "data:image/png;base64," in text
+        assert "http://" not in text and "https://" not in text  # self-contained
+    assert capsys.readouterr().out == ""  # data goes to the file, diagnostics to stderr
+    assert not list(tmp_path.glob(".report.*"))  # no temporary file left behind
+
+
+def test_json_report_content(populated: State, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    assert cmd_report(populated.config, FLUORO, "json", out) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["summary"]["injection"]["volume_total_ml"] == 80.0
+    by_source = report["dose_by_source"]
+    assert by_source["dap1"]["dap_gym2"] == pytest.approx(0.00064)
+    assert by_source["dap1"]["air_kerma_gy"] == pytest.approx(1.6)
+    assert by_source["rdsr"]["dap_gym2"] == pytest.approx(0.00068)
+    assert by_source["dap1"]["readings"] == 59
+    assert [p["label"] for p in report["injection_phases"]] == ["contrast", "saline"]
+    assert report["injection_phases"][0]["start"].startswith("2026-11-22T09:06:40")
+    assert report["alerts"][0]["kind"] == "air_kerma"
+    assert report["audit"]["ok"] is True and report["audit"]["records"] == 107
+    assert report["clock_offset_s"] == 2.4
+    assert len(report["timeline"]["images"]) == 11
+
+
+def test_html_report_content_and_escaping(state: State, tmp_path: Path) -> None:
+    write_fluoro_procedure(state.root, FLUORO)
+    with AuditJournal(state.journal("P-x")) as j:
+        event(j, "procedure.opened", T0, "operator", {})
+        event(j, "alert", T0, "correlator", {"level": "critical", "kind": "x", "message": "<script>alert(1)</script>"})
+    index_procedure(state.root, summary("P-x", "open", T0, None, modality="<b>XA</b>"))
+    out = tmp_path / "r.html"
+    assert cmd_report(state.config, "P-x", "html", out) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "&lt;b&gt;XA&lt;/b&gt;" in text
+    assert cmd_report(state.config, FLUORO, "html", out) == 0
+    text = out.read_text(encoding="utf-8")
+    for expected in ("audit chain intact", "Injection phases", "air kerma passed 1000 mGy", "6.8 Gy·cm²"):
+        assert expected in text
+
+
+def test_unknown_id_writes_nothing(populated: State, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.pdf"
+    assert cmd_report(populated.config, "nope", "pdf", out) == 1
+    assert not out.exists()
+    assert "unknown procedure" in capsys.readouterr().err
+
+
+def test_unwritable_destination(populated: State, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cmd_report(populated.config, FLUORO, "json", tmp_path / "missing-dir" / "r.json") == 1
+    assert "cannot write the report" in capsys.readouterr().err
+
+
+def test_bad_format_is_a_usage_error(populated: State, tmp_path: Path) -> None:
+    assert cmd_report(populated.config, FLUORO, "docx", tmp_path / "r.docx") == 64
+
+
+def test_report_of_tampered_journal_says_so(
+    populated: State, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = populated.journal(FLUORO)
+    lines = path.read_bytes().split(b"\n")
+    assert b'"image.received"' in lines[7]
+    lines[7] = lines[7].replace(b'"dicom"', b'"DICOM"')
+    path.write_bytes(b"\n".join(lines))
+    out = tmp_path / "r.json"
+    assert cmd_report(populated.config, FLUORO, "json", out) == 0
+    assert json.loads(out.read_text())["audit"] == {
+        "file": str(path),
+        "ok": False,
+        "records": 7,
+        "first_bad_line": 8,
+        "first_bad_seq": 8,
+        "reason": "hash mismatch: the record was changed after it was written",
+    }
+    assert "does not verify" in capsys.readouterr().err
+    assert cmd_report(populated.config, FLUORO, "html", tmp_path / "r.html") == 0
+    assert "audit chain FAILED at line 8" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_empty_procedure_still_reports(state: State, tmp_path: Path) -> None:
+    index_procedure(state.root, summary("P-empty", "open", T0, None))
+    for fmt in ("html", "pdf", "json"):
+        assert cmd_report(state.config, "P-empty", fmt, tmp_path / f"r.{fmt}") == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "quantity", "expected"),
+    [
+        ({"dap_gym2": 5e-5}, "dap_gym2", 5e-5),
+        ({"dap_total_gym2": 5e-5}, "dap_gym2", 5e-5),
+        ({"dap_gycm2": 0.5}, "dap_gym2", 5e-5),
+        ({"dap_dgycm2": 5.0}, "dap_gym2", 5e-5),
+        ({"dap_rate_gym2_s": 1.0}, "dap_gym2", None),
+        ({"air_kerma_mgy": 1500.0}, "air_kerma_gy", 1.5),
+        ({"air_kerma_total_gy": 1.5}, "air_kerma_gy", 1.5),
+        ({"dlp_total_mgycm": 310.0}, "dlp_mgycm", 310.0),
+        ({"dap_gym2": "5e-5"}, "dap_gym2", None),
+        ({"dap_gym2": True}, "dap_gym2", None),
+    ],
+)
+def test_quantities_are_read_in_contract_units(values: dict, quantity: str, expected: float | None) -> None:
+    found = find_quantity(values, quantity)
+    assert found == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_timeline_adds_meter_segments_and_places_phases() -> None:
+    def rec(seconds: int, kind: str, data: dict) -> dict:
+        return {"time": (T0 + timedelta(seconds=seconds)).isoformat(), "event": kind, "source": "m", "data": data}
+
+    records = [
+        rec(0, "procedure.opened", {}),
+        rec(10, "dose.sample", {"values": {"dap_gym2": 1e-4}, "segment": 0}),
+        rec(20, "dose.sample", {"values": {"dap_gym2": 2e-4}, "segment": 0}),
+        rec(30, "dose.sample", {"values": {"dap_gym2": 0.5e-4}, "segment": 1}),  # the meter restarted
+        rec(40, "injection.phase", {"phase": "contrast", "start": (T0 + timedelta(seconds=32)).isoformat()}),
+        rec(50, "injection.phase", {"phase": "saline", "duration_s": 5}),
+        {"time": "not a time", "event": "dose.sample", "data": {"values": {"dap_gym2": 9.0}}},
+        rec(60, "procedure.closed", {}),
+    ]
+    timeline = build_timeline(records, {"clock_offset_s": -1.5})
+    assert [v for _, v in timeline.dose["dap_gym2"]["m"]] == pytest.approx([1e-4, 2e-4, 2.5e-4])
+    contrast, saline = timeline.phases
+    assert (contrast.end - contrast.start).total_seconds() == 8
+    assert saline.end == T0 + timedelta(seconds=50) and (saline.end - saline.start).total_seconds() == 5
+    assert timeline.clock_offset_s == -1.5
+    assert timeline.closed == T0 + timedelta(seconds=60)
