@@ -95,7 +95,7 @@ _PHASES = (
     PlannedPhase(SALINE, volume_ml=20.0, peak_flow_mlps=3.0, duration_s=6.5, peak_pressure_kpa=480.0),
 )
 SCENARIOS: dict[str, Scenario] = {
-    "default": Scenario("default", step_s=3.5, scout=(0.9, 11.5), guidance=_GUIDANCE, rdsr_every=2, phases=_PHASES),
+    "default": Scenario("default", step_s=4.0, scout=(0.9, 11.5), guidance=_GUIDANCE, rdsr_every=2, phases=_PHASES),
     "quick": Scenario("quick", step_s=0.0, scout=(0.9, 11.5), guidance=_GUIDANCE, rdsr_every=2, phases=_PHASES),
 }
 
