@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from contextlib import closing
@@ -174,3 +175,71 @@ def write_ct_procedure(root: Path, procedure_id: str = "20261122-0002") -> dict:
     )
     index_procedure(root, doc)
     return doc
+
+
+# -- tampering, as an attacker with write access to the file would do it ------------------------------
+
+
+def lines_of(path: Path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")[:-1]
+
+
+def write_lines(path: Path, lines: list[bytes]) -> None:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def edit(lines: list[bytes]) -> list[bytes]:
+    record = json.loads(lines[4])
+    record["data"]["values"]["dap_gym2"] = 0.0  # lower a dose reading, keep the old hash
+    lines[4] = json.dumps(record, separators=(",", ":")).encode()
+    return lines
+
+
+def edit_and_reseal(lines: list[bytes]) -> list[bytes]:
+    """A smarter forger recomputes the edited record's own hash; the next record's prev still betrays it."""
+    record = json.loads(lines[4])
+    record["data"]["values"]["dap_gym2"] = 0.0
+    body = {k: v for k, v in record.items() if k != "hash"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    record["hash"] = hashlib.sha256(text.encode()).hexdigest()
+    lines[4] = json.dumps(record, separators=(",", ":")).encode()
+    return lines
+
+
+def delete(lines: list[bytes]) -> list[bytes]:
+    del lines[4]
+    return lines
+
+
+def insert_copy(lines: list[bytes]) -> list[bytes]:
+    lines.insert(5, lines[4])
+    return lines
+
+
+def insert_forged(lines: list[bytes]) -> list[bytes]:
+    """A record that chains correctly onto line 5 and carries a valid hash of its own."""
+    before = json.loads(lines[4])
+    forged = {"seq": before["seq"] + 1, "time": before["time"], "event": "image.received", "prev": before["hash"]}
+    text = json.dumps(forged, sort_keys=True, separators=(",", ":"))
+    forged["hash"] = hashlib.sha256(text.encode()).hexdigest()
+    lines.insert(5, json.dumps(forged).encode())
+    return lines
+
+
+def reorder(lines: list[bytes]) -> list[bytes]:
+    lines[4], lines[5] = lines[5], lines[4]
+    return lines
+
+
+def truncate_records(lines: list[bytes]) -> list[bytes]:
+    return lines[:-2]
+
+
+def blank_line(lines: list[bytes]) -> list[bytes]:
+    lines.insert(4, b"")
+    return lines
+
+
+def garbage_line(lines: list[bytes]) -> list[bytes]:
+    lines[4] = b'{"seq": 5, "broken'
+    return lines
