@@ -169,7 +169,7 @@ class InjectionLedger:
             message = str(notice.data.get("message", "") or code)
             pump.alarms.append(code)
             text = f"{code} {message}".lower()
-            if any(word in text for word in CRITICAL_ALARM_WORDS):
+            if notice.data.get("critical") or any(word in text for word in CRITICAL_ALARM_WORDS):
                 return [
                     InjectionFlag(
                         level="critical",

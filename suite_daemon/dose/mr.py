@@ -1,7 +1,8 @@
 """MR patient exposure from image headers: SAR (0018,1316) W/kg, dB/dt (0018,1318) T/s, B1rms (0018,1320) µT.
 
-Accepts the receiver's image summary (keys `sar_wkg`, `db_dt_ts`, `b1rms_ut`, or the DICOM keywords
-`SAR`, `dBdt`, `B1rms`) or a pydicom Dataset (top level, then the first frame's functional groups).
+Accepts the receiver's image summary (keys `sar`, `db_dt`, `b1rms` as `suite_daemon.dicom.part10`
+writes them, or `sar_wkg`, `db_dt_ts`, `b1rms_ut`, or the DICOM keywords `SAR`, `dBdt`,
+`B1rms`) or a pydicom Dataset (top level, then the first frame's functional groups).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 _FIELDS = {"sar_wkg": "SAR", "db_dt_ts": "dBdt", "b1rms_ut": "B1rms"}
+_RECEIVER_KEYS = {"sar_wkg": "sar", "db_dt_ts": "db_dt", "b1rms_ut": "b1rms"}
+"""Keys the DICOM receiver's image summary uses (`suite_daemon.dicom.part10`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,9 @@ def mr_exposure(source: Mapping[str, Any] | Dataset) -> MrExposure:
     """Values that are missing, not numbers, negative or not finite are None (not measured)."""
     values: dict[str, float | None] = {}
     for field, keyword in _FIELDS.items():
-        raw = _from_dataset(source, keyword) if isinstance(source, Dataset) else source.get(field, source.get(keyword))
+        if isinstance(source, Dataset):
+            raw = _from_dataset(source, keyword)
+        else:
+            raw = next((source[k] for k in (field, _RECEIVER_KEYS[field], keyword) if source.get(k) is not None), None)
         values[field] = _number(raw)
     return MrExposure(**values)

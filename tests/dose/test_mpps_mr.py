@@ -76,6 +76,9 @@ def test_mr_exposure_from_summary_and_dataset() -> None:
     e = mr_exposure(ds)
     assert (e.sar_wkg, e.db_dt_ts, e.b1rms_ut) == (2.25, 31.5, 1.75)
     assert mr_exposure({"SAR": "garbage", "dBdt": -1}).empty
+    # the receiver's summary keys (suite_daemon.dicom.part10)
+    e = mr_exposure({"sar": 0.8, "db_dt": 12.0, "b1rms": 0.9, "modality": "MR"})
+    assert (e.sar_wkg, e.db_dt_ts, e.b1rms_ut) == (0.8, 12.0, 0.9)
 
 
 def test_mr_exposure_enhanced_functional_groups() -> None:
