@@ -1,0 +1,86 @@
+"""SIGKILL while storing: every instance answered 0x0000 is in the spool and the index after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+
+from dicom_harness import SCP_AE, free_port, running_receiver
+from dicom_testdata import ct_slice, dataset_bytes, new_study, save, xa_run
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, XRayAngiographicImageStorage
+
+HERE = Path(__file__).parent
+
+
+def _sender(port: int, files: list[Path], acknowledged: list[Path], big_started: threading.Event) -> None:
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    ae.add_requested_context(XRayAngiographicImageStorage, "1.2.840.10008.1.2.1")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
+    assert assoc.is_established
+    try:
+        for path in files:
+            if "xa" in path.parent.name:
+                big_started.set()
+            status = assoc.send_c_store(path)
+            if status and int(status.Status) == 0:
+                acknowledged.append(path)
+            elif not assoc.is_established:
+                return
+    finally:
+        big_started.set()
+        if assoc.is_established:
+            assoc.abort()
+
+
+async def test_sigkill_during_long_store_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    study, series = new_study()
+    small = [save(ct_slice(study, series, i), tmp_path / "ct") for i in range(40)]
+    big = [save(xa_run(study, series, i, frames=60, rows=512, cols=512), tmp_path / "xa") for i in range(3)]
+    state_dir, port = tmp_path / "state", free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / "scp_process.py"), str(state_dir), str(port), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            while (line := await proc.stdout.readline()) and line.strip() != b"READY":
+                pass
+        assert line.strip() == b"READY"
+        acknowledged: list[Path] = []
+        big_started = threading.Event()
+        sender = threading.Thread(target=_sender, args=(port, small + big, acknowledged, big_started))
+        sender.start()
+        await asyncio.to_thread(big_started.wait, 60)
+        await asyncio.sleep(0.05)  # a multi-frame run is on the wire now
+        proc.kill()
+        await proc.wait()
+        await asyncio.to_thread(sender.join, 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert len(acknowledged) >= len(small)
+    with sqlite3.connect(state_dir / "index.sqlite3") as db:
+        unannounced = {r[0] for r in db.execute("SELECT sop_instance_uid FROM dicom_instances WHERE announced = 0")}
+    spooled = {p.stem for p in (state_dir / "spool").rglob("*.dcm")}
+
+    async with running_receiver(state_dir) as scp:  # recovery runs before the receiver reports started
+        assert not list((state_dir / "spool").rglob("*.tmp"))
+        with sqlite3.connect(state_dir / "index.sqlite3") as db:
+            indexed = dict(db.execute("SELECT sop_instance_uid, path FROM dicom_instances").fetchall())
+        assert set(indexed) == spooled
+        for path in acknowledged:
+            assert path.stem in indexed, path.stem
+            assert dataset_bytes(Path(indexed[path.stem])) == dataset_bytes(path)
+        # Stored but not yet announced before the kill (or stored but not yet indexed): announced now.
+        await scp.wait_for(lambda: {i.summary["sop_instance_uid"] for i in scp.images} >= unannounced)
+        assert {i.summary["sop_instance_uid"] for i in scp.images} <= spooled
+        await asyncio.sleep(1.5)  # the announced flags are flushed every second
+    with sqlite3.connect(state_dir / "index.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM dicom_instances WHERE announced = 0").fetchone()[0] == 0

@@ -1,0 +1,206 @@
+"""Bad input and refused callers: a defined status, an audit record, an alert, and the receiver keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from dicom_harness import SCP_AE, Running, run_tool, running_receiver
+from dicom_testdata import CT, ct_slice, dataset_bytes, new_study, save
+from pydicom.dataset import Dataset
+from pynetdicom import AE, _config
+from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import CTImageStorage, Verification
+
+from suite_daemon.dicom.part10 import encode_file_meta
+
+
+def _store_files(port: int, files: list[Path], calling: str = "TESTSCU") -> list[int]:
+    """Send Part 10 files' data set bytes as they are (no re-encoding), one association."""
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
+    assert assoc.is_established
+    try:
+        return [int(assoc.send_c_store(path).Status) for path in files]
+    finally:
+        assoc.release()
+
+
+def _raw_file(folder: Path, name: str, sop_instance: str, body: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(encode_file_meta(CT, sop_instance, "1.2.840.10008.1.2.1", "TESTSCU") + body)
+    return path
+
+
+@pytest.fixture
+def raw_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+
+
+async def test_out_of_space_returns_a700(tmp_path: Path, raw_send: None) -> None:
+    study, series = new_study()
+    path = save(ct_slice(study, series, 0), tmp_path / "in")
+    async with running_receiver(tmp_path / "state", min_free_mb=10**9) as scp:
+        assert await asyncio.to_thread(_store_files, scp.port, [path]) == [0xA700]
+        await scp.wait_for(lambda: bool(scp.alerts))
+        assert not list((scp.state_dir / "spool").rglob("*.dcm"))
+        assert not scp.images
+    alert = scp.alerts[0]
+    assert (alert.level, alert.kind, alert.data["reason"]) == ("critical", "dicom_store_failed", "out_of_space")
+    assert [r["status"] for r in scp.audit if r["event"] == "dicom_store_failed"] == ["0xA700"]
+
+
+async def test_garbage_truncated_and_uidless_datasets_fail_then_service_goes_on(
+    scp: Running, tmp_path: Path, raw_send: None
+) -> None:
+    study, series = new_study()
+    good = save(ct_slice(study, series, 0), tmp_path / "in")
+    valid = dataset_bytes(good)
+    sop = str(ct_slice(study, series, 0).SOPInstanceUID)
+    truncated = _raw_file(tmp_path / "bad", "truncated.dcm", sop, valid[: len(valid) // 2])
+    garbage = _raw_file(tmp_path / "bad", "garbage.dcm", sop, bytes(range(256)) * 8)
+    no_uids = Dataset()
+    no_uids.SOPClassUID = CT
+    no_uids.SOPInstanceUID = sop
+    no_uids.Modality = "CT"
+    uidless = _raw_file(tmp_path / "bad", "uidless.dcm", sop, _explicit_le(no_uids))
+    statuses = await asyncio.to_thread(_store_files, scp.port, [truncated, garbage, uidless])
+    assert all(0xC000 <= s <= 0xCFFF for s in statuses), [hex(s) for s in statuses]
+    assert statuses[2] == 0xC220
+    assert not list((scp.state_dir / "spool").rglob("*.dcm"))
+    # The same association and a new one both still work.
+    assert await asyncio.to_thread(_store_files, scp.port, [good]) == [0]
+    await scp.wait_for(lambda: len(scp.images) == 1 and len(scp.alerts) == 3)
+    assert dataset_bytes(scp.images[0].path) == valid
+    assert len([r for r in scp.audit if r["event"] == "dicom_store_failed"]) == 3
+
+
+def _explicit_le(ds: Dataset) -> bytes:
+    raw = encode(ds, False, True)
+    assert raw is not None
+    return raw
+
+
+def _associate(port: int, calling: str, bind_host: str = "127.0.0.1", called: str = SCP_AE) -> tuple[bool, tuple]:
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called, bind_address=(bind_host, 0))
+    if assoc.is_established:
+        assoc.release()
+        return True, ()
+    rsp = assoc.acceptor.primitive
+    return False, (rsp.result, rsp.result_source, rsp.diagnostic) if rsp is not None else ()
+
+
+@pytest.mark.parametrize(
+    ("calling", "host", "called", "reason"),
+    [
+        ("INTRUDER", "127.0.0.1", SCP_AE, "calling AE title not allowed"),
+        ("TESTSCU", "127.0.0.2", SCP_AE, "calling AE title not allowed from this host"),
+        ("TESTSCU", "127.0.0.1", "OTHER_SCP", "called AE title is not this receiver's"),
+    ],
+)
+async def test_caller_not_allowed_is_rejected_and_audited(
+    scp: Running, calling: str, host: str, called: str, reason: str
+) -> None:
+    ok, rsd = await asyncio.to_thread(_associate, scp.port, calling, host, called)
+    assert not ok
+    assert rsd == ((1, 1, 3) if "calling" in reason else (1, 1, 7))
+    await scp.wait_for(lambda: bool(scp.rejections))
+    rejected = scp.rejections[0]
+    assert (rejected.calling_ae, rejected.called_ae, rejected.host, rejected.reason) == (calling, called, host, reason)
+    assert scp.audit == [
+        {
+            "event": "association_rejected",
+            "calling_ae": calling,
+            "called_ae": called,
+            "host": host,
+            "port": rejected.port,
+            "reason": reason,
+        }
+    ]
+    rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
+    assert rc == 0, out
+
+
+async def test_empty_allow_list_refuses_everyone(tmp_path: Path) -> None:
+    async with running_receiver(tmp_path / "state", allowed_callers=[]) as scp:
+        rc, _ = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
+        assert rc != 0
+        await scp.wait_for(lambda: bool(scp.rejections))
+
+
+async def test_too_many_associations_rejected_transiently(tmp_path: Path) -> None:
+    async with running_receiver(tmp_path / "state", max_associations=1) as scp:
+
+        def two_at_once() -> tuple:
+            ae = AE(ae_title="TESTSCU")
+            ae.add_requested_context(Verification)
+            first = ae.associate("127.0.0.1", scp.port, ae_title=SCP_AE)
+            assert first.is_established
+            try:
+                return _associate(scp.port, "TESTSCU")
+            finally:
+                first.release()
+
+        ok, rsd = await asyncio.to_thread(two_at_once)
+        assert not ok and rsd == (2, 3, 2)
+        await scp.wait_for(lambda: bool(scp.rejections))
+        assert scp.rejections[0].reason == "too many associations"
+
+
+# -- TLS -----------------------------------------------------------------------------------------
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(folder: Path) -> dict[str, Path]:
+    """A test CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl CLI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+             "-keyout", "ca.key", "-out", "ca.pem", cwd=folder)  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "client"):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=folder)  # fmt: skip
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", "2", "-extfile", "san.ext", "-out", f"{name}.pem", cwd=folder)  # fmt: skip
+    return {n: folder / n for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+async def test_tls_association(tmp_path: Path) -> None:
+    pki = await asyncio.to_thread(make_pki, tmp_path / "pki")
+    tls = {"cert_file": pki["server.pem"], "key_file": pki["server.key"], "ca_file": pki["ca.pem"]}
+    study, series = new_study()
+    path = save(ct_slice(study, series, 0), tmp_path / "in")
+
+    def client(with_cert: bool) -> list[int] | str:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki["ca.pem"]))
+        if with_cert:
+            ctx.load_cert_chain(pki["client.pem"], pki["client.key"])
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(Verification)
+        ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+        assoc = ae.associate("127.0.0.1", scp.port, ae_title=SCP_AE, tls_args=(ctx, "127.0.0.1"))
+        if not assoc.is_established:
+            return "refused"
+        try:
+            return [int(assoc.send_c_echo().Status), int(assoc.send_c_store(path).Status)]
+        finally:
+            assoc.release()
+
+    async with running_receiver(tmp_path / "state", tls=tls) as scp:
+        assert await asyncio.to_thread(client, True) == [0, 0]
+        await scp.wait_for(lambda: len(scp.images) == 1)
+        assert dataset_bytes(scp.images[0].path) == dataset_bytes(path)
+        assert await asyncio.to_thread(client, False) == "refused"  # no client certificate
+        assert await asyncio.to_thread(client, True) == [0, 0]  # and the listener is still fine

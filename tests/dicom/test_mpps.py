@@ -1,0 +1,118 @@
+"""MPPS N-CREATE / N-SET from a pynetdicom SCU."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any
+
+from dicom_harness import SCP_AE, Running
+from dicom_testdata import ROOT
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import ModalityPerformedProcedureStep
+
+
+def _create_attrs(study: str) -> Dataset:
+    ds = Dataset()
+    step = Dataset()
+    step.StudyInstanceUID = study
+    step.AccessionNumber = "ACC900"
+    step.RequestedProcedureID = "RP1"
+    step.ScheduledProcedureStepID = "SPS1"
+    ds.ScheduledStepAttributesSequence = Sequence([step])
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "PID-1"
+    ds.PerformedProcedureStepID = "PPS1"
+    ds.PerformedStationAETitle = "XA01"
+    ds.PerformedProcedureStepStartDate = "20261122"
+    ds.PerformedProcedureStepStartTime = "101500"
+    ds.PerformedProcedureStepStatus = "IN PROGRESS"
+    ds.Modality = "XA"
+    return ds
+
+
+def _final(status: str) -> Dataset:
+    ds = Dataset()
+    ds.PerformedProcedureStepStatus = status
+    ds.PerformedProcedureStepEndDate = "20261122"
+    ds.PerformedProcedureStepEndTime = "103000"
+    ds.ImageAndFluoroscopyAreaDoseProduct = 12.5
+    return ds
+
+
+def _session(port: int, steps: list[tuple[str, str, Dataset]]) -> list[int]:
+    """Run N-CREATE / N-SET messages on one association; return their statuses."""
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
+    assert assoc.is_established
+    statuses = []
+    try:
+        for action, uid, ds in steps:
+            if action == "create":
+                status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
+            else:
+                status, _ = assoc.send_n_set(ds, ModalityPerformedProcedureStep, uid)
+            statuses.append(int(status.Status))
+    finally:
+        assoc.release()
+    return statuses
+
+
+def _row(scp: Running, uid: str) -> Any:
+    with sqlite3.connect(scp.state_dir / "index.sqlite3") as db:
+        return db.execute("SELECT status, attributes FROM dicom_mpps WHERE sop_instance_uid = ?", (uid,)).fetchone()
+
+
+async def test_create_then_complete(scp: Running) -> None:
+    uid, study = generate_uid(prefix=ROOT), generate_uid(prefix=ROOT)
+    statuses = await asyncio.to_thread(
+        _session, scp.port, [("create", uid, _create_attrs(study)), ("set", uid, _final("COMPLETED"))]
+    )
+    assert statuses == [0x0000, 0x0000]
+    created, completed = scp.mpps
+    assert (created.action, created.status, created.sop_instance_uid) == ("create", "IN PROGRESS", uid)
+    assert (created.study_instance_uid, created.accession_number) == (study, "ACC900")
+    assert (completed.action, completed.status) == ("set", "COMPLETED")
+    merged = Dataset.from_json(dict(completed.attributes))
+    assert merged.PerformedProcedureStepID == "PPS1"  # from the N-CREATE
+    assert float(merged.ImageAndFluoroscopyAreaDoseProduct) == 12.5  # from the N-SET
+    status, attributes = _row(scp, uid)
+    assert status == "COMPLETED" and "PPS1" in attributes
+
+
+async def test_set_unknown_instance_fails(scp: Running) -> None:
+    statuses = await asyncio.to_thread(_session, scp.port, [("set", generate_uid(prefix=ROOT), _final("COMPLETED"))])
+    assert statuses == [0x0112]
+    assert not scp.mpps
+    await scp.wait_for(lambda: bool(scp.alerts))
+    assert scp.alerts[0].data["reason"] == "mpps_unknown_instance"
+    assert any(r["event"] == "dicom_mpps_failed" and r["status"] == "0x0112" for r in scp.audit)
+
+
+async def test_set_after_completed_and_duplicate_create_fail(scp: Running) -> None:
+    uid, study = generate_uid(prefix=ROOT), generate_uid(prefix=ROOT)
+    statuses = await asyncio.to_thread(
+        _session,
+        scp.port,
+        [
+            ("create", uid, _create_attrs(study)),
+            ("create", uid, _create_attrs(study)),
+            ("set", uid, _final("DISCONTINUED")),
+            ("set", uid, _final("COMPLETED")),
+        ],
+    )
+    assert statuses == [0x0000, 0x0111, 0x0000, 0x0110]
+    assert [m.status for m in scp.mpps] == ["IN PROGRESS", "DISCONTINUED"]
+    assert _row(scp, uid)[0] == "DISCONTINUED"
+
+
+async def test_create_must_be_in_progress(scp: Running) -> None:
+    ds = _create_attrs(generate_uid(prefix=ROOT))
+    ds.PerformedProcedureStepStatus = "COMPLETED"
+    statuses = await asyncio.to_thread(_session, scp.port, [("create", generate_uid(prefix=ROOT), ds)])
+    assert statuses == [0x0106]
+    assert not scp.mpps
