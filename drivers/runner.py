@@ -178,7 +178,7 @@ class DeviceComponent:
         when = self._wall(notice.time)
         data = dict(notice.data)
         if notice.kind == "raw":
-            data["time"] = rfc3339(when)
+            data["first_byte_time"] = rfc3339(when)
         else:
             self.log.info(f"device_{notice.kind}", **{k: v for k, v in data.items() if k != "previous"})
         ctx.submit(DeviceNoticed(self.device.name, self.spec.name, notice.kind, data, time=when))

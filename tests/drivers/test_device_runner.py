@@ -183,7 +183,7 @@ async def test_recorder_over_pty_journals_raw_frames_with_times(tmp_path: Path) 
             raw = running.notices("raw")[0]
             frame = bytes.fromhex(raw.data["hex"])
             assert frame.endswith(b"\r\n") and b"DAP" in frame and raw.data["length"] == len(frame)
-            assert raw.data["time"].endswith("Z")
+            assert raw.data["first_byte_time"].endswith("Z")
             assert not running.samples and not running.live  # nothing decoded, nothing on telemetry
             assert running.states() == ["connected"]
     finally:
