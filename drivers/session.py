@@ -158,7 +158,9 @@ class Session(ABC):
                 self.on_frame(frame, now)
             except ChecksumError:
                 self.counters.checksum_errors += 1
-            except ProtocolError:
+            except (ValueError, IndexError, KeyError):
+                # ProtocolError, and any decoding slip a device's bytes can provoke: the frame is dropped,
+                # the link and the other frames are not affected.
                 self.counters.bad_frames += 1
 
     def tick(self, now: float) -> None:  # noqa: B027 - optional hook

@@ -219,3 +219,27 @@ async def test_thread_link_for_loop_urls() -> None:
             received += chunk
     finally:
         link.close()
+
+
+async def test_one_device_failing_does_not_disturb_another(tmp_path: Path) -> None:
+    dap_port, pump_port = tmp_path / "dap1", tmp_path / "pump1"
+    dap = PtyDevice(DiamentorSimulator(), dap_port)
+    pump = PtyDevice(NewEraSimulator(), pump_port)
+    await dap.start()
+    await pump.start()
+    try:
+        async with (
+            RunningDevice(tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": str(dap_port),
+                                     **FAST}) as first,
+            RunningDevice(tmp_path, {"name": "pump1", "driver": "newera-pump", "port": str(pump_port),
+                                     **FAST}) as second,
+        ):
+            await second.until(lambda: len(second.samples) >= 2 and len(first.samples) >= 2, "both sampling")
+            dap.unplug()
+            await first.until(lambda: first.states()[-1] == "disconnected", "dap1 gone")
+            n = len(second.samples)
+            await second.until(lambda: len(second.samples) >= n + 5, "pump1 still sampling")
+            assert second.states() == ["connected"]
+    finally:
+        await dap.close()
+        await pump.close()
