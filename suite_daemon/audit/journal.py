@@ -179,10 +179,11 @@ class AuditJournal:
             if not self._closed and self._dirty_since is not None:
                 self._fsync()
 
-    def flush_due(self) -> bool:
-        """Fsync if the oldest unsynced record is `fsync_interval_s` old. True if it synced."""
+    def flush_due(self, max_age_s: float | None = None) -> bool:
+        """Fsync if the oldest unsynced record is `max_age_s` (default `fsync_interval_s`) old. True if it synced."""
+        limit = self._fsync_interval_s if max_age_s is None else max_age_s
         with self._lock:
-            due = self._dirty_since is not None and monotonic() - self._dirty_since >= self._fsync_interval_s
+            due = self._dirty_since is not None and monotonic() - self._dirty_since >= limit
             if due and not self._closed:
                 self._fsync()
                 return True

@@ -1,8 +1,9 @@
 """All journals of a state dir: `journal/<procedure_id>.jsonl`, `daemon.jsonl` and `unassigned.jsonl`.
 
 Opens journals on first use and keeps up to `max_open` procedure journals open (least recently used
-ones are closed and reopened on demand, continuing their chain). A background thread calls
-`flush_due()` twice per fsync interval, so a record is never more than ~1 s from being fsynced.
+ones are closed and reopened on demand, continuing their chain). A background thread fsyncs, twice
+per fsync interval, every journal with records half an interval old, so no record waits longer than
+one interval (1 s) for its fsync, even when no further record follows it.
 """
 
 from __future__ import annotations
@@ -119,11 +120,11 @@ class JournalSet:
         if journal is not None:
             journal.close()
 
-    def flush_due(self) -> None:
+    def flush_due(self, max_age_s: float | None = None) -> None:
         """Fsync every journal whose oldest unsynced record is due. Safe to call from any thread."""
         for journal in self._open_journals():
             if not journal.closed:
-                journal.flush_due()
+                journal.flush_due(max_age_s)
 
     def sync(self) -> None:
         for journal in self._open_journals():
@@ -165,8 +166,11 @@ class JournalSet:
             raise RuntimeError("the journal set is closed")
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self._fsync_interval_s / 2):
+        # Ticking every half interval and syncing what is half an interval old keeps every record's
+        # time to fsync within one interval.
+        half = self._fsync_interval_s / 2
+        while not self._stop.wait(half):
             try:
-                self.flush_due()
+                self.flush_due(half)
             except Exception as exc:  # the next append reports the same failure to its caller
                 log.error("audit_fsync_failed", error=str(exc))

@@ -210,6 +210,8 @@ def test_fsync_policy(tmp_path: Path) -> None:
     with AuditJournal(tmp_path / "a.jsonl", fsync_interval_s=3600) as journal:
         journal.append("x", {})
         assert journal.flush_due() is False  # not due yet
+        assert journal.flush_due(max_age_s=0) is True  # what the background flusher asks, with its own limit
+        journal.append("x", {})
         journal.sync()
         journal.append("x", {}, sync=True)
         assert journal.flush_due() is False  # nothing left to sync
