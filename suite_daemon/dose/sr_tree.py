@@ -7,6 +7,7 @@ standard's (vendor typos) is noted, since matching went by code regardless.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -135,9 +136,13 @@ class Node:
         out: list[tuple[float, str | None, str | None]] = []
         for v in values:
             try:
-                out.append((float(v), unit, scheme))
+                number = float(v)
             except (TypeError, ValueError):
-                self.repairs.add(f"{self.code}: numeric value {v!r} is not a number; ignored")
+                number = math.nan
+            if not math.isfinite(number):
+                self.repairs.add(f"{self.code}: numeric value {v!r} is not a finite number; ignored")
+                continue
+            out.append((number, unit, scheme))
         return out
 
     def values_in(self, quantity: str) -> list[float]:
