@@ -276,7 +276,7 @@ class PolledSession(Session):
         state = self._state
         if state.outstanding is not None:
             return state.outstanding.sent_at + self.options.response_timeout_s
-        if state.queue:
+        if state.queue or not self.poll:
             return None
         return state.next_poll
 
