@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,8 +76,11 @@ def test_cli_intact_and_data_commands(populated: State, tmp_path: Path) -> None:
 def test_daemon_journal_verifies_and_tampering_is_caught(daemon_factory: Callable) -> None:
     daemon = daemon_factory(dicom_enabled=False)
     daemon.start()
-    assert daemon.stop() == 0
     journal = daemon.state_dir / "journal" / "daemon.jsonl"
+    deadline = time.monotonic() + 30  # fully up (broker connected) before it is stopped
+    while not any("broker connected" in note for note in daemon.notifications) and time.monotonic() < deadline:
+        daemon.read_notifications(0.2)
+    assert daemon.stop() == 0
     records = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
     assert records and records[0]["prev"] == "0" * 64
     assert verify_file(journal).ok
