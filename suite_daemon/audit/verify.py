@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,16 +79,22 @@ def verify_file(path: Path, *, expect_closed: bool = False) -> VerifyResult:
     """Check one journal. `expect_closed`: the procedure is closed, so the last record must be procedure.closed."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:  # streamed: daemon.jsonl may grow large
+            return _verify_lines(path, f, expect_closed)
     except FileNotFoundError:
         return VerifyResult(path, False, 0, None, "journal file is missing")
     except OSError as exc:
         return VerifyResult(path, False, 0, None, f"cannot read: {exc.strerror or exc}")
 
-    lines = data.split(b"\n")
-    torn = lines.pop() != b""  # after the final newline there must be nothing
+
+def _verify_lines(path: Path, lines: Iterable[bytes], expect_closed: bool) -> VerifyResult:
     prev, expected, last_event = GENESIS, 1, None
-    for number, line in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=1):
+        if not raw.endswith(b"\n"):  # only the last line can lack it
+            return VerifyResult(
+                path, False, expected - 1, number, "the last line is incomplete (no newline): torn or truncated"
+            )
+        line = raw[:-1]
         try:
             record = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -111,10 +117,6 @@ def verify_file(path: Path, *, expect_closed: bool = False) -> VerifyResult:
         prev, expected, last_event = record["hash"], expected + 1, record["event"]
 
     records = expected - 1
-    if torn:
-        return VerifyResult(
-            path, False, records, records + 1, "the last line is incomplete (no newline): torn or truncated"
-        )
     if expect_closed and last_event != CLOSED_EVENT:
         last = f"seq {records} is {last_event!r}" if records else "the journal is empty"
         return VerifyResult(
