@@ -193,34 +193,62 @@ class _DoseSeries:
 
 
 def _source(record: Mapping[str, Any], values: Mapping[str, Any]) -> str:
-    for candidate in (record.get("source"), values.get("device"), values.get("source")):
+    """Which instrument or document a reading comes from: the device, else the data's own `source`
+    (`rdsr`, `mpps`, `agent_sr`), else the event's source."""
+    for candidate in (values.get("device"), values.get("source"), record.get("source")):
         if isinstance(candidate, str) and candidate:
             return candidate
     return "unknown"
 
 
-def _phase(record: Mapping[str, Any], time: datetime, values: Mapping[str, Any]) -> Phase:
-    start = parse_time(_first(values, "start", "started_at", "start_time", "begin"))
-    end = parse_time(_first(values, "end", "ended_at", "stop", "stop_time", "finished_at"))
+def _event_name(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return str(value.get("kind") or value.get("name") or value.get("code") or "event")
+    return str(value)
+
+
+def _phase(source: str, ends_by: datetime, values: Mapping[str, Any]) -> Phase:
+    """One phase. Without times of its own it is taken to have ended at `ends_by` (the record's time)."""
+    start = parse_time(_first(values, "start", "started", "started_at", "start_time", "begin"))
+    end = parse_time(_first(values, "end", "ended", "ended_at", "stop", "stop_time", "finished_at"))
     duration = _number(_first(values, "duration_s"))
-    # A phase record without times describes a phase that just ended at the record's time.
     length = timedelta(seconds=duration or 0.0)
     if start is None:
-        start = (end or time) - length
+        start = (end or ends_by) - length
     if end is None:
-        end = start + length if duration else max(time, start)
-    label = _first(values, "phase", "name", "label", "agent", "kind") or "phase"
+        end = start + length if duration else max(ends_by, start)
+    label = _first(values, "phase", "name", "label", "agent", "phase_type", "state", "kind") or "phase"
     events = values.get("events") or values.get("injector_events") or []
     return Phase(
-        source=_source(record, values),
+        source=source,
         label=str(label),
         start=start,
         end=end,
         volume_ml=_number(_first(values, "volume_ml", "volume_total_ml", "delivered_volume_ml")),
         flow_mlps=_number(_first(values, "flow_mlps", "flow_rate_mlps", "peak_flow_mlps")),
         peak_pressure_kpa=_number(values.get("peak_pressure_kpa")) or find_pressure(values),
-        events=[str(e) for e in events] if isinstance(events, list) else [str(events)],
+        events=[_event_name(e) for e in events] if isinstance(events, list) else [_event_name(events)],
     )
+
+
+def _phases(record: Mapping[str, Any], time: datetime, values: Mapping[str, Any]) -> list[Phase]:
+    """The phases one record describes: itself, or a report's `phases` list (e.g. an injector's SR),
+    whose untimed phases are laid end to end, the last one ending at the record's time."""
+    source = _source(record, values)
+    nested = values.get("phases")
+    if not isinstance(nested, list) or not nested:
+        return [_phase(source, time, values)]
+    phases: list[Phase] = []
+    ends_by = time
+    for item in reversed([p for p in nested if isinstance(p, Mapping)]):
+        phase = _phase(source, ends_by, item)
+        phases.append(phase)
+        ends_by = phase.start
+    phases.reverse()
+    report_events = values.get("events")
+    if isinstance(report_events, list) and report_events and phases:
+        phases[-1].events.extend(_event_name(e) for e in report_events)
+    return phases
 
 
 def build_timeline(records: list[Mapping[str, Any]], summary: Mapping[str, Any] | None = None) -> Timeline:
@@ -250,7 +278,7 @@ def build_timeline(records: list[Mapping[str, Any]], summary: Mapping[str, Any] 
             if pressure is not None:
                 timeline.pressure.setdefault(_source(record, values), []).append((time, pressure))
         elif event == "injection.phase":
-            timeline.phases.append(_phase(record, time, values))
+            timeline.phases.extend(_phases(record, time, values))
         elif event == "alert":
             level = values.get("level") if values.get("level") in ("notice", "warning", "critical") else "warning"
             label = _first(values, "message", "kind") or "alert"

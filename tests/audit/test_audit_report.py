@@ -159,3 +159,29 @@ def test_timeline_adds_meter_segments_and_places_phases() -> None:
     assert saline.end == T0 + timedelta(seconds=50) and (saline.end - saline.start).total_seconds() == 5
     assert timeline.clock_offset_s == -1.5
     assert timeline.closed == T0 + timedelta(seconds=60)
+
+
+def test_timeline_reads_injector_report_and_pump_phase_shapes() -> None:
+    """The shapes the dose package produces: an agent SR's `phases` list, a pump phase with started/ended."""
+    end = T0 + timedelta(seconds=100)
+    sr = {
+        "source": "agent_sr",
+        "phases": [
+            {"index": 1, "agent": "Iohexol", "volume_ml": 60.0, "peak_flow_mlps": 4.0, "duration_s": 15.0},
+            {"index": 2, "agent": None, "phase_type": "saline", "volume_ml": 30.0, "duration_s": 10.0,
+             "peak_pressure_kpa": 900.0},
+        ],
+        "events": [{"kind": "pressure_limit", "level": "critical"}],
+    }  # fmt: skip
+    pump = {"device": "pump1", "state": "infusing", "started": T0.isoformat(), "ended": None, "volume_ml": 5.0}
+    records = [
+        {"time": end.isoformat(), "event": "injection.phase", "source": "dicom", "data": sr},
+        {"time": (T0 + timedelta(seconds=20)).isoformat(), "event": "injection.phase", "source": "p", "data": pump},
+    ]
+    first, second, third = build_timeline(records).phases
+    assert (first.label, first.source, first.volume_ml, first.flow_mlps) == ("Iohexol", "agent_sr", 60.0, 4.0)
+    assert second.label == "saline" and second.peak_pressure_kpa == 900.0
+    assert second.end == end and second.start == end - timedelta(seconds=10) == first.end
+    assert first.start == end - timedelta(seconds=25)
+    assert second.events == ["pressure_limit"]
+    assert (third.label, third.source, third.start, third.end) == ("infusing", "pump1", T0, T0 + timedelta(seconds=20))
