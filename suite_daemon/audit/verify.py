@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from suite_daemon.audit.chain import GENESIS, record_hash
 
 HEX64_RE = re.compile(r"[0-9a-f]{64}")
 CLOSED_EVENT = "procedure.closed"
+TORN_REASON = "the last line is incomplete (no newline): torn or truncated"
+TORN_RECHECK_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,13 @@ def verify_file(path: Path, *, expect_closed: bool = False) -> VerifyResult:
     path = Path(path)
     try:
         with path.open("rb") as f:  # streamed: daemon.jsonl may grow large
-            return _verify_lines(path, f, expect_closed)
+            result = _verify_lines(path, f, expect_closed)
+        if result.reason == TORN_REASON:
+            # The running daemon may have been caught in the middle of writing that line: look again.
+            time.sleep(TORN_RECHECK_S)
+            with path.open("rb") as f:
+                result = _verify_lines(path, f, expect_closed)
+        return result
     except FileNotFoundError:
         return VerifyResult(path, False, 0, None, "journal file is missing")
     except OSError as exc:
@@ -91,9 +100,7 @@ def _verify_lines(path: Path, lines: Iterable[bytes], expect_closed: bool) -> Ve
     prev, expected, last_event = GENESIS, 1, None
     for number, raw in enumerate(lines, start=1):
         if not raw.endswith(b"\n"):  # only the last line can lack it
-            return VerifyResult(
-                path, False, expected - 1, number, "the last line is incomplete (no newline): torn or truncated"
-            )
+            return VerifyResult(path, False, expected - 1, number, TORN_REASON)
         line = raw[:-1]
         try:
             record = json.loads(line.decode("utf-8"))

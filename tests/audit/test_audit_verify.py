@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from audit_fixtures import (
@@ -128,3 +130,25 @@ def test_verify_dir_uses_the_index(state: State) -> None:
     results = {r.path.name: r for r in verify_dir(state.journal_dir, closed={PID, "ghost"}, expected={PID, "ghost"})}
     assert results[f"{PID}.jsonl"].ok
     assert results["ghost.jsonl"].reason == "journal file is missing"
+
+
+def test_verifying_a_journal_while_the_daemon_writes_it(tmp_path: Path) -> None:
+    path = tmp_path / "live.jsonl"
+    stop = threading.Event()
+    with AuditJournal(path) as journal:
+
+        def writer() -> None:
+            for _ in range(3000):
+                if stop.is_set():
+                    return
+                journal.append("dose.sample", {"data": {"values": {"dap_gym2": 1e-5}, "pad": "x" * 300}})
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            results = [verify_file(path) for _ in range(10)]
+        finally:
+            stop.set()
+            thread.join()
+    assert all(r.ok for r in results), [r.describe() for r in results if not r.ok]
+    assert verify_file(path).ok
