@@ -2,10 +2,11 @@
 
 - Agent SR: phases keyed by Performed Phase UID (else SOP instance + position); a re-sent report
   replaces the phases it carries, so nothing is counted twice.
-- Pump (per device): delivered volume = sum over segments of (last - first) of the cumulative
-  `volume_ml` counter (the drivers' segment rule); peak flow and pressure are maxima of `flow_mlps`
-  and `pressure_kpa`; a phase runs from a `phase` notice into a flowing state (infusing, bolus, kvo)
-  until the next notice leaving it, or is given whole by a notice carrying `volume_ml`.
+- Pump (per device): delivered volume of the cumulative `volume_ml` counter by the drivers' segment
+  rule (first segment from its first value, later segments from zero; docs/drivers.md); peak flow
+  and pressure are maxima of `flow_mlps` and `pressure_kpa`; a phase runs from a `phase` notice
+  into a flowing state (infusing, bolus, kvo) until the next state change, or is given whole by a
+  notice carrying `volume_ml`.
 - Published totals: agent SR when it has the value, else the pumps (`totals_from`).
 - Flags (the lead raises them as alerts, each once): critical for a pressure-limit or air event in
   an SR, and for a pump alarm naming pressure, occlusion, air or a stalled motor; warning for the
@@ -136,17 +137,21 @@ class InjectionLedger:
         pump = self._pump(sample.device, sample.driver)
         volume = _number(sample.values.get("volume_ml"))
         if volume is not None:
-            if not pump.segments or pump.segment_id != sample.segment:
+            if not pump.segments:
                 pump.segments.append((volume, volume))
                 pump.segment_id = sample.segment
             else:
                 first, last = pump.segments[-1]
-                if volume < last:
+                restarted = pump.segment_id != sample.segment
+                if not restarted and volume < last:
                     self.repairs.append(
                         f"pump {sample.device}: volume_ml went down from {last} to {volume} without a segment "
                         "change; treated as a counter restart"
                     )
-                    pump.segments.append((volume, volume))
+                    restarted = True
+                if restarted:
+                    pump.segments.append((0.0, volume))
+                    pump.segment_id = sample.segment
                 else:
                     pump.segments[-1] = (first, volume)
         flow = _number(sample.values.get("flow_mlps"))

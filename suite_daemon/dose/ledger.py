@@ -7,8 +7,9 @@ Rules (documented in docs/dose.md):
   value ever reported, so an older partial report re-sent later never shrinks them. A scope's total
   is max(sum over planes of accumulated totals, sum over its unique events); scopes are added.
 - MPPS: per MPPS instance the largest value of each field; instances are added.
-- Meter: per device, total = sum over segments of (last - first) of the cumulative counters seen in
-  the procedure; a counter that goes down inside a segment starts a new one (noted in `repairs`).
+- Meter: per device, the drivers' segment rule (docs/drivers.md): the first segment seen in the
+  procedure counts from its first value, every later segment from zero (it began with a reset); a
+  counter that goes down inside a segment starts a new one (noted in `repairs`).
 - Which total is published: RDSR when it has the value, else MPPS, else the meter (`totals_from`).
 - `None` means not measured, never 0.
 """
@@ -229,18 +230,24 @@ class DoseLedger:
             if value is None or not isinstance(value, (int, float)) or value != value:
                 continue
             segs = meter.segments.setdefault(quantity, [])
-            if not segs or meter.segment_ids.get(quantity) != sample.segment:
+            if not segs:
+                # The first segment counts from where the procedure found the counter.
                 segs.append((float(value), float(value)))
                 meter.segment_ids[quantity] = sample.segment
                 continue
             first, last = segs[-1]
-            if value < last:
+            restarted = meter.segment_ids.get(quantity) != sample.segment
+            if not restarted and value < last:
                 self.repairs.append(
                     f"meter {sample.device}: {quantity} went down from {last} to {value} without a segment "
                     "change; treated as a counter restart"
                 )
-                segs.append((float(value), float(value)))
-                changed = True
+                restarted = True
+            if restarted:
+                # A later segment began with a reset: it counts from zero.
+                segs.append((0.0, float(value)))
+                meter.segment_ids[quantity] = sample.segment
+                changed = changed or value != 0
                 continue
             if value != last:
                 segs[-1] = (first, float(value))

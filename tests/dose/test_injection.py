@@ -129,8 +129,10 @@ def test_pump_phases_volume_and_peaks_and_alarm() -> None:
     ledger.add_notice(phase(at[7], "bolus"))
     ledger.add_sample(pump_sample(at[8], 5.0, 3.5, 200.0, segment=1))
     ledger.add_notice(phase(at[9], "stopped"))
+    # a reset while the link was down: the new segment counts from zero
+    ledger.add_sample(pump_sample(at[10], 1.5, 0.0, 10.0, segment=2))
     s = ledger.summary()
-    assert s["volume_total_ml"] == 8.0 + 5.0
+    assert s["volume_total_ml"] == 8.0 + 5.0 + 1.5
     assert s["peak_flow_mlps"] == 3.5 and s["peak_pressure_kpa"] == 200.0 and s["phases"] == 2
     assert s["totals_from"]["volume_total_ml"] == "pump"
     pump = s["sources"][0]

@@ -143,8 +143,21 @@ def test_meter_segments_and_gap_filling() -> None:
     # a counter that goes down without a segment change is a restart too, and noted
     ledger.add_sample(meter("dap1", 1.0e-4, 0.01, 1.0, 1))
     ledger.add_sample(meter("dap1", 1.5e-4, 0.015, 2.0, 1))
-    assert close(ledger.meter_totals()["dap1"]["dap_total_gym2"], 4.0e-4 + 0.5e-4)
+    assert close(ledger.meter_totals()["dap1"]["dap_total_gym2"], 4.0e-4 + 1.5e-4)
     assert any("went down" in r for r in ledger.repairs)
+
+
+def test_later_segment_counts_from_zero() -> None:
+    # docs/drivers.md: the first segment counts from where the procedure found it, later ones from zero
+    ledger = DoseLedger()
+    ledger.add_sample(meter("dap1", 5.0e-4, 0.05, 50.0))
+    ledger.add_sample(meter("dap1", 6.0e-4, 0.06, 55.0))
+    ledger.add_sample(meter("dap1", 0.5e-4, 0.005, 2.0, segment=1))  # reset while the link was down
+    ledger.add_sample(meter("dap1", 0.75e-4, 0.0075, 3.0, segment=1))
+    totals = ledger.meter_totals()["dap1"]
+    assert close(totals["dap_total_gym2"], 1.0e-4 + 0.75e-4)
+    assert close(totals["fluoro_time_s"], 5.0 + 3.0)
+    assert ledger.repairs == []
 
 
 def test_rdsr_authoritative_meter_cross_check() -> None:
