@@ -158,6 +158,7 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 KNOWN_DOSE_KEYS = {
+    "totals_from",
     "dap_total_gym2",
     "air_kerma_total_gy",
     "fluoro_time_s",
@@ -201,23 +202,32 @@ def sections(data: ReportData) -> list[Section]:
     )
     dap = dose.get("dap_total_gym2")
     dap_cm2 = f" ({_num(dap * 1e4, 'Gy·cm²')})" if isinstance(dap, int | float) else ""
+    origin = _mapping(dose.get("totals_from"))
+
+    def total(key: str, text: str) -> str:
+        return f"{text}, from {origin[key]}" if key in origin and text != NOT_MEASURED else text
+
     dose_rows = [
-        ["Dose-area product", _num(dap, "Gy·m²") + dap_cm2],
-        ["Air kerma at reference point", _num(dose.get("air_kerma_total_gy"), "Gy")],
-        ["Fluoroscopy time", _num(dose.get("fluoro_time_s"), "s")],
-        ["CTDIvol (max)", _num(dose.get("ctdivol_max_mgy"), "mGy")],
-        ["DLP (total)", _num(dose.get("dlp_total_mgycm"), "mGy·cm")],
+        ["Dose-area product", total("dap_total_gym2", _num(dap, "Gy·m²") + dap_cm2)],
+        ["Air kerma at reference point", total("air_kerma_total_gy", _num(dose.get("air_kerma_total_gy"), "Gy"))],
+        ["Fluoroscopy time", total("fluoro_time_s", _num(dose.get("fluoro_time_s"), "s"))],
+        ["CTDIvol (max)", total("ctdivol_max_mgy", _num(dose.get("ctdivol_max_mgy"), "mGy"))],
+        ["DLP (total)", total("dlp_total_mgycm", _num(dose.get("dlp_total_mgycm"), "mGy·cm"))],
         ["Irradiation events", _num(dose.get("irradiation_events"))],
     ]
     dose_rows += [[key, _num(value)] for key, value in dose.items() if key not in KNOWN_DOSE_KEYS]
     declared = dose.get("sources")
-    dose_section = Section(
-        "Dose (summary)",
-        dose_rows,
-        note="Sources: " + json.dumps(declared, ensure_ascii=False) if declared else None,
+    listed = [d for d in declared if isinstance(d, Mapping)] if isinstance(declared, list) else []
+    names = [str(d) for d in declared if not isinstance(d, Mapping)] if isinstance(declared, list) else []
+    dose_section = Section("Dose (procedure totals)", dose_rows, note="Sources: " + ", ".join(names) if names else None)
+    summary_sources = Section(
+        "Dose by source (as the daemon totals them)",
+        [_source_row(d) for d in listed]
+        + [_source_row(p, f"{d.get('source')} plane {n}") for d in listed for n, p in _planes(d)],
+        ["Source", "DAP (Gy·cm²)", "Air kerma (mGy)", "Fluoro (s)", "CTDIvol (mGy)", "DLP (mGy·cm)", "Events"],
     )
     by_source = Section(
-        "Dose by source (last cumulative reading in the journal)",
+        "Dose readings by source (last cumulative value in the journal)",
         [
             [
                 source,
@@ -276,7 +286,33 @@ def sections(data: ReportData) -> list[Section]:
         ]
         + ([] if audit.ok else [["First bad record", f"line {audit.first_bad_line}"], ["Reason", audit.reason or ""]]),
     )
-    return [procedure, dose_section, by_source, injection_section, phases, alerts, audit_section]
+    dose_sections = [dose_section, summary_sources, by_source] if listed else [dose_section, by_source]
+    return [procedure, *dose_sections, injection_section, phases, alerts, audit_section]
+
+
+def _scaled(value: Any, factor: float) -> str:
+    return _num(value * factor) if isinstance(value, int | float) and not isinstance(value, bool) else NOT_MEASURED
+
+
+def _source_row(values: Mapping[str, Any], name: str | None = None) -> list[str]:
+    if name is None:
+        name = "/".join(str(values[k]) for k in ("source", "device") if values.get(k)) or "?"
+    return [
+        name,
+        _scaled(values.get("dap_total_gym2"), 1e4),
+        _scaled(values.get("air_kerma_total_gy"), 1e3),
+        _num(values.get("fluoro_time_s")),
+        _num(values.get("ctdivol_max_mgy")),
+        _num(values.get("dlp_total_mgycm")),
+        _num(values.get("irradiation_events")),
+    ]
+
+
+def _planes(source: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    planes = source.get("planes")
+    if not isinstance(planes, Mapping) or len(planes) < 2:  # one plane adds nothing to its source's row
+        return []
+    return [(str(name), values) for name, values in sorted(planes.items()) if isinstance(values, Mapping)]
 
 
 def _figure(data: ReportData, **kwargs: Any) -> Figure:

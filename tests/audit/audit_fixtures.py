@@ -146,7 +146,22 @@ def write_fluoro_procedure(root: Path, procedure_id: str = "20261122-0001") -> d
             "air_kerma_total_gy": 1.65,
             "fluoro_time_s": 512.0,
             "irradiation_events": 41,
-            "sources": ["rdsr", "dap1"],
+            "sources": [
+                {
+                    "source": "rdsr",
+                    "reports": 1,
+                    "dap_total_gym2": 0.00068,
+                    "air_kerma_total_gy": 1.65,
+                    "fluoro_time_s": 512.0,
+                    "irradiation_events": 41,
+                    "planes": {
+                        "A": {"dap_total_gym2": 0.0005, "air_kerma_total_gy": 1.2, "fluoro_time_s": 400.0},
+                        "B": {"dap_total_gym2": 0.00018, "air_kerma_total_gy": 0.45, "fluoro_time_s": 112.0},
+                    },
+                },
+                {"source": "meter", "device": "dap1", "driver": "ptw-diamentor", "dap_total_gym2": 0.00064},
+            ],
+            "totals_from": {"dap_total_gym2": "rdsr", "air_kerma_total_gy": "rdsr", "fluoro_time_s": "rdsr"},
         },
         injection={"volume_total_ml": 80.0, "peak_flow_mlps": 4.0, "peak_pressure_kpa": 444.0, "phases": 2},
         alerts=[{"level": "warning", "kind": "air_kerma", "message": "air kerma passed 1000 mGy"}],

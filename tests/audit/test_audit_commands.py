@@ -76,7 +76,8 @@ def test_show_text(populated: State, capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert out.startswith(f"Procedure {FLUORO}  (closed)")
     for expected in ("Dose-area product", "0.00068 Gy·m² (6.8 Gy·cm²)", "Injection phases", "contrast",
-                     "air kerma passed 1000 mGy", "intact", "Events (107)", "procedure.closed"):  # fmt: skip
+                     "air kerma passed 1000 mGy", "intact", "Events (107)", "procedure.closed", "rdsr plane B",
+                     "(6.8 Gy·cm²), from rdsr", "meter/dap1"):  # fmt: skip
         assert expected in out
 
 
