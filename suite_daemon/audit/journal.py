@@ -38,6 +38,8 @@ from suite_daemon.events import rfc3339, utc_now
 
 DEFAULT_FSYNC_INTERVAL_S = 1.0
 
+log = structlog.get_logger("suite_daemon.audit")
+
 
 class AuditWriteError(Exception):
     """The journal cannot take the record (disk full, I/O error, closed, locked). Nothing was half-written."""
@@ -121,6 +123,7 @@ class AuditJournal:
             self._seq, self._prev, self._size, torn = self._resume()
             if torn is not None:
                 self.append("journal.recovered", torn, sync=True)
+                log.warning("audit_journal_recovered", journal=str(self.path), **torn)
         except BaseException:
             os.close(self._fd)
             raise
