@@ -2,8 +2,10 @@
 
 Read: Total Time of Fluoroscopy (0040,0300) s; Total Number of Exposures (0040,0301); Image and
 Fluoroscopy Area Dose Product (0018,115E) in dGy·cm²; Entrance Dose (0040,0302) in dGy and Entrance
-Dose in mGy (0040,8302), taken as the reference-point air kerma (a repair says so); CT Exposure
-Sequence (0018,9321) items with CTDIvol (0018,9345). An MPPS has no DLP attribute: DLP stays None.
+Dose in mGy (0040,8302), taken as the reference-point air kerma (a repair says so); Exposure Dose
+Sequence (0040,030E) items as technique-only events (kVp, tube current in µA, exposure time in ms,
+radiation mode); CT Exposure Sequence (0018,9321) items with CTDIvol (0018,9345). An MPPS has no DLP
+attribute: DLP stays None.
 """
 
 from __future__ import annotations
@@ -78,6 +80,20 @@ def parse_mpps(
         repairs.append("MPPS entrance dose taken as reference-point air kerma")
 
     events: list[IrradiationEvent] = []
+    for item in ds.get("ExposureDoseSequence", None) or []:
+        # Technique per exposure, no dose: kVp, tube current in µA, exposure time in ms.
+        current_ua = _number(item, "XRayTubeCurrentInuA", repairs)
+        time_ms = _number(item, "ExposureTime", repairs)
+        mode = str(item.get("RadiationMode", "") or "").upper()
+        events.append(
+            IrradiationEvent(
+                uid=None,
+                kind="fluoroscopy" if mode == "CONTINUOUS" else "acquisition" if mode == "PULSED" else "unknown",
+                kvp_kv=_number(item, "KVP", repairs),
+                tube_current_ma=current_ua / 1000 if current_ua is not None else None,
+                duration_s=time_ms / 1000 if time_ms is not None else None,
+            )
+        )
     for item in ds.get("CTExposureSequence", None) or []:
         ctdivol = _number(item, "CTDIvol", repairs)
         events.append(IrradiationEvent(uid=None, kind="ct", ctdivol_mgy=ctdivol))
@@ -92,7 +108,9 @@ def parse_mpps(
             study_instance_uid = str(step.get("StudyInstanceUID", "") or "") or None
             if study_instance_uid:
                 break
-    kind = "mixed" if planes and events else "ct" if events else "projection" if planes else "unknown"
+    has_ct = any(e.kind == "ct" for e in events)
+    has_projection = bool(planes) or any(e.kind != "ct" for e in events)
+    kind = "mixed" if has_ct and has_projection else "ct" if has_ct else "projection" if has_projection else "unknown"
     return DoseReport(
         source="mpps",
         kind=kind,

@@ -70,6 +70,8 @@ class Vendor:
     omit_dlp_total: bool = False
     no_unit_scheme: bool = False
     """Unit codes sent with the scheme "99VENDOR" instead of UCUM."""
+    legacy_codes: bool = False
+    """Retired SNOMED-RT codes, e.g. Fluoroscopy as (P5-06000, SRT) instead of (44491008, SCT)."""
 
 
 @dataclass(frozen=True)
@@ -337,11 +339,8 @@ def build_projection_rdsr(
             inner = t.container(("113702", "DCM", "Accumulated X-Ray Dose Data"), items + totals)
             content.append(inner)
     for e in events:
-        kind = (
-            ("44491008", "SCT", "Fluoroscopy")
-            if e.kind == "fluoroscopy"
-            else ("113611", "DCM", "Stationary Acquisition")
-        )
+        fluoroscopy = ("P5-06000", "SRT", "Fluoroscopy") if vendor.legacy_codes else ("44491008", "SCT", "Fluoroscopy")
+        kind = fluoroscopy if e.kind == "fluoroscopy" else ("113611", "DCM", "Stationary Acquisition")
         items = [
             t.code_item(("113764", "DCM", "Acquisition Plane"), _PLANE_CODES[e.plane]),
             t.dt(("111526", "DCM", "DateTime Started"), e.started),

@@ -27,6 +27,12 @@ def mpps_dataset() -> Dataset:
     ct1.CTDIvol = 5.5
     ct2.CTDIvol = 11.25
     ds.CTExposureSequence = Sequence([ct1, ct2])
+    exposure = Dataset()
+    exposure.RadiationMode = "PULSED"
+    exposure.KVP = "81"
+    exposure.XRayTubeCurrentInuA = "12500"
+    exposure.ExposureTime = 250
+    ds.ExposureDoseSequence = Sequence([exposure])
     return ds
 
 
@@ -44,6 +50,10 @@ def test_mpps_dose_attributes(as_json: bool) -> None:
     assert report.ctdivol_max_mgy == 11.25
     assert report.dlp_total_mgycm is None
     assert any("entrance dose" in r for r in report.repairs)
+    technique = [e for e in report.events if e.kind == "acquisition"]
+    assert len(technique) == 1
+    assert (technique[0].kvp_kv, technique[0].tube_current_ma, technique[0].duration_s) == (81.0, 12.5, 0.25)
+    assert report.kind == "mixed"
 
 
 def test_mpps_entrance_dose_in_dgy() -> None:

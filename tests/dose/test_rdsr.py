@@ -122,6 +122,7 @@ def test_ct_events_and_dlp_total() -> None:
         (Vendor(omit_plane_in_accumulated=True), "names no acquisition plane"),
         (Vendor(no_unit_scheme=True), "not UCUM"),
         (Vendor(multivalued_pulses=True), None),
+        (Vendor(legacy_codes=True), None),
         (Vendor(enhanced=True), None),
     ],
 )
