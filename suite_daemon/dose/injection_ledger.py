@@ -289,3 +289,46 @@ class InjectionLedger:
         out["sources"] = sources
         out["totals_from"] = origin
         return out
+
+    # --- persistence ------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """JSON-ready state, so a restarted daemon continues the procedure's totals and flags."""
+        return {
+            "sr_phases": self._sr_phases,
+            "sr_events": [list(k) for k in sorted(self._sr_events, key=repr)],
+            "pumps": {
+                device: {
+                    "driver": p.driver,
+                    "segments": p.segments,
+                    "segment_id": p.segment_id,
+                    "peak_flow": p.peak_flow,
+                    "peak_pressure": p.peak_pressure,
+                    "phases": [vars(ph) for ph in p.phases],
+                    "open_phase": p.phases.index(p.open_phase) if p.open_phase is not None else None,
+                    "alarms": p.alarms,
+                }
+                for device, p in self._pumps.items()
+            },
+            "repairs": self.repairs,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> InjectionLedger:
+        ledger = cls()
+        ledger._sr_phases = {k: dict(v) for k, v in state.get("sr_phases", {}).items()}
+        ledger._sr_events = {(k[0], k[1], k[2]) for k in state.get("sr_events", [])}
+        for device, p in state.get("pumps", {}).items():
+            pump = _Pump(
+                driver=p["driver"],
+                segments=[(float(a), float(b)) for a, b in p["segments"]],
+                segment_id=p["segment_id"],
+                peak_flow=p["peak_flow"],
+                peak_pressure=p["peak_pressure"],
+                phases=[_PumpPhase(**ph) for ph in p["phases"]],
+                alarms=list(p["alarms"]),
+            )
+            if p.get("open_phase") is not None:
+                pump.open_phase = pump.phases[p["open_phase"]]
+            ledger._pumps[device] = pump
+        ledger.repairs = list(state.get("repairs", []))
+        return ledger

@@ -164,3 +164,26 @@ def test_sr_authoritative_pump_kept_apart() -> None:
 def test_nothing_injected_is_null() -> None:
     s = InjectionLedger().summary()
     assert (s["volume_total_ml"], s["peak_flow_mlps"], s["peak_pressure_kpa"], s["phases"]) == (None, None, None, 0)
+
+
+def test_state_round_trip_mid_phase() -> None:
+    import json
+
+    t0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    ps = phases()
+    ledger = InjectionLedger()
+    ledger.add_report(parse_agent_sr(build_agent_sr(ps, events=[InjectorEvent(AIR_DETECTED, "20261122100030")])))
+    ledger.add_sample(pump_sample(t0, 2.0, 0.0, 5.0))
+    ledger.add_notice(phase(t0 + timedelta(seconds=1), "infusing"))
+    ledger.add_sample(pump_sample(t0 + timedelta(seconds=2), 4.0, 2.0, 80.0))
+    restored = InjectionLedger.from_state(json.loads(json.dumps(ledger.to_state())))
+    assert restored.summary() == ledger.summary()
+    # the open phase continues, and an already raised flag is not raised again
+    restored.add_sample(pump_sample(t0 + timedelta(seconds=3), 7.0, 2.5, 90.0))
+    restored.add_notice(phase(t0 + timedelta(seconds=4), "stopped"))
+    pump = restored.summary()["sources"][1]
+    assert pump["phase_list"][0]["volume_ml"] == 5.0 and pump["phase_list"][0]["peak_flow_mlps"] == 2.5
+    again = restored.add_report(
+        parse_agent_sr(build_agent_sr(ps, events=[InjectorEvent(AIR_DETECTED, "20261122100030")]))
+    )
+    assert again == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom.uid import generate_uid
 
 from suite_daemon.dose.ledger import DoseLedger
@@ -224,3 +226,26 @@ def test_uidless_events_are_not_double_counted_on_resend() -> None:
     s = ledger.summary()
     assert s["irradiation_events"] == 3
     assert close(s["dap_total_gym2"], sum(e.dap_gym2 for e in evs))
+
+
+_PREFIX_EVENTS = events(6, "A") + events(3, "B")
+_STUDY = Study()
+_PREFIX_REPORTS = [parse_rdsr(build_projection_rdsr(_PREFIX_EVENTS[:n], _STUDY)) for n in range(1, 10)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(order=st.lists(st.integers(0, 8), min_size=1, max_size=12))
+def test_any_order_of_cumulative_reports_never_shrinks_and_converges(order: list[int]) -> None:
+    ledger = DoseLedger()
+    previous: dict[str, float] = {}
+    for index in [*order, 8]:  # the complete report arrives at some point (here last, after any others)
+        ledger.add_report(_PREFIX_REPORTS[index])
+        s = ledger.summary()
+        for key in ("dap_total_gym2", "air_kerma_total_gy", "fluoro_time_s", "irradiation_events"):
+            value = s[key] or 0.0
+            assert value >= previous.get(key, 0.0) - 1e-15
+            previous[key] = value
+    final = ledger.summary()
+    assert final["irradiation_events"] == 9
+    assert close(final["dap_total_gym2"], sum(e.dap_gym2 for e in _PREFIX_EVENTS))
+    assert close(final["air_kerma_total_gy"], sum(e.dose_rp_gy for e in _PREFIX_EVENTS))
