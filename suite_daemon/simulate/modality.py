@@ -3,7 +3,8 @@
 One procedure per run: MPPS N-CREATE (IN PROGRESS), a CT scout, a guidance series, a growing
 cumulative CT RDSR re-sent after every few images (and, as real scanners do, an older partial one
 once more at the end), a Performed Imaging Agent Administration SR, then MPPS N-SET (COMPLETED, with
-the CT exposure dose). Stopping early sends N-SET DISCONTINUED.
+the CT exposure dose). Stopping early sends N-SET DISCONTINUED. Scenario `injector-alarm` adds a
+pressure-limit termination reported by the injector.
 
 Peer: calling AE title = the first `dicom.allowed_callers` entry (`SIM_MODALITY` if the list is
 empty, which the daemon then refuses), called AE title = `dicom.ae_title`, address 127.0.0.1 (or
@@ -17,7 +18,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,11 +32,13 @@ from suite_daemon.simulate.images import CT_IMAGE_STORAGE, build_ct_image
 from suite_daemon.simulate.sr_builders import (
     CONTRAST,
     PERFORMED_AGENT_SR,
+    PRESSURE_TERMINATION,
     SALINE,
     XRAY_DOSE_SR,
     Agent,
     CtEvent,
     InjectionPhase,
+    InjectorEvent,
     Study,
     build_agent_sr,
     build_ct_rdsr,
@@ -73,6 +76,8 @@ class Scenario:
     rdsr_every: int
     phases: tuple[PlannedPhase, ...]
     resend_partial_rdsr: bool = True
+    injector_events: tuple[tuple[str, str, str], ...] = ()
+    """CID 71 codes the injector reports in its SR (e.g. a pressure-limit termination)."""
 
     def expected(self) -> dict[str, Any]:
         """The totals a correct daemon reports for this scenario (from the plan, not from parsing)."""
@@ -94,10 +99,14 @@ _PHASES = (
     PlannedPhase(CONTRAST, volume_ml=40.0, peak_flow_mlps=3.0, duration_s=13.5, peak_pressure_kpa=620.0),
     PlannedPhase(SALINE, volume_ml=20.0, peak_flow_mlps=3.0, duration_s=6.5, peak_pressure_kpa=480.0),
 )
+_DEFAULT = Scenario("default", step_s=4.0, scout=(0.9, 11.5), guidance=_GUIDANCE, rdsr_every=2, phases=_PHASES)
 SCENARIOS: dict[str, Scenario] = {
-    "default": Scenario("default", step_s=4.0, scout=(0.9, 11.5), guidance=_GUIDANCE, rdsr_every=2, phases=_PHASES),
-    "quick": Scenario("quick", step_s=0.0, scout=(0.9, 11.5), guidance=_GUIDANCE, rdsr_every=2, phases=_PHASES),
+    "default": _DEFAULT,
+    "quick": replace(_DEFAULT, name="quick", step_s=0.0),
+    "injector-alarm": replace(_DEFAULT, name="injector-alarm", injector_events=(PRESSURE_TERMINATION,)),
 }
+"""Modality plans. Any other scenario name (the device-fault scenarios of `drivers.simulate`) plays
+`default`, so one `--scenario` drives both the devices and the modality."""
 
 
 def _address(config: SuiteConfig) -> str:
@@ -226,13 +235,15 @@ def _mpps_final(status: str, series: list[tuple[str, str]], events: list[CtEvent
     return ds
 
 
-async def run_modality(config: SuiteConfig, scenario: str, stop: asyncio.Event) -> None:
+async def run_modality(config: SuiteConfig, scenario: str, stop: asyncio.Event, *, step_s: float | None = None) -> None:
     """Play one procedure of `scenario` against the daemon of `config`. Returns when done or stopped.
 
-    Raises `ModalityError` (with the failing step) if the daemon refuses or cannot be reached, and
-    `KeyError` for an unknown scenario (see `SCENARIOS`).
+    `step_s` overrides the scenario's pause between steps. Raises `ModalityError` (naming the failing
+    step) if the daemon refuses or cannot be reached.
     """
-    plan = SCENARIOS[scenario]
+    plan = SCENARIOS.get(scenario, _DEFAULT)
+    if step_s is not None:
+        plan = replace(plan, step_s=step_s)
     if stop.is_set():
         return
     scu = _Scu(config)
@@ -305,7 +316,13 @@ async def run_modality(config: SuiteConfig, scenario: str, stop: asyncio.Event) 
                 )
                 for p in plan.phases
             ]
-            await call(scu.store, build_agent_sr(phases, study, content_dt=_now()), "C-STORE agent administration SR")
+            injector_events = [
+                InjectorEvent(code, _now().strftime("%Y%m%d%H%M%S"), phases[0].uid) for code in plan.injector_events
+            ]
+            agent_sr = build_agent_sr(
+                phases, study, events=injector_events, content_dt=_now(), completed=not injector_events
+            )
+            await call(scu.store, agent_sr, "C-STORE agent administration SR")
         if await pause():
             return await discontinue()
 

@@ -158,3 +158,15 @@ async def test_refused_association_is_a_clear_error(tmp_path: Path) -> None:
     port = free_port()  # nobody listens
     with pytest.raises(ModalityError, match="MPPS N-CREATE: association"):
         await asyncio.wait_for(run_modality(config_for(tmp_path, port, []), "quick", asyncio.Event()), timeout=60)
+
+
+async def test_injector_alarm_scenario_and_unknown_names(tmp_path: Path, scp: tuple[int, Received]) -> None:
+    port, got = scp
+    config = config_for(tmp_path, port)
+    await asyncio.wait_for(run_modality(config, "injector-alarm", asyncio.Event(), step_s=0), timeout=60)
+    agent = [ds for ds in got.stored if ds.SOPClassUID == PERFORMED_AGENT_SR]
+    report = parse_agent_sr(agent[0])
+    assert [(f.kind, f.level) for f in report.flags] == [("terminated_pressure_limit", "critical")]
+    # a device-fault scenario name of drivers.simulate plays the default procedure
+    await asyncio.wait_for(run_modality(config, "unplug", asyncio.Event(), step_s=0), timeout=60)
+    assert [m[0] for m in got.mpps] == ["create", "set", "create", "set"]
