@@ -279,7 +279,9 @@ def build_projection_rdsr(
             acq = [e for e in mine if e.kind == "acquisition"]
             items: list[Dataset] = []
             if not vendor.omit_plane_in_accumulated:
-                items.append(t.code_item(("113764", "DCM", "Acquisition Plane"), _PLANE_CODES[plane]))
+                items.append(
+                    t.code_item(("113764", "DCM", "Acquisition Plane"), _PLANE_CODES[plane], rel="HAS CONCEPT MOD")
+                )
             totals = [
                 t.num(
                     ("113722", "DCM", "Dose Area Product Total"),
