@@ -74,7 +74,11 @@ class DicomReceiver:
         self._ctx = ctx
         spool = Spool(ctx.state_dir / "spool")
         await asyncio.to_thread(spool.prepare)
-        index = await asyncio.to_thread(InstanceIndex, ctx.index_path)
+        try:
+            index = await asyncio.to_thread(InstanceIndex, ctx.index_path)
+        except BaseException:
+            spool.close()
+            raise
         try:
             store = StoreService(ctx, spool, index, cfg.min_free_mb)
             mpps = MppsService(ctx, index, cfg.mpps_commit_timeout_s)
@@ -95,6 +99,7 @@ class DicomReceiver:
             ssl_context = server_context(cfg.tls) if cfg.tls is not None else None
             server = await asyncio.to_thread(self._start_server, ae, handlers, ssl_context)
         except BaseException:
+            spool.close()
             index.close()
             raise
         self._server = server
@@ -106,7 +111,7 @@ class DicomReceiver:
                 await asyncio.sleep(FLUSH_INTERVAL_S)
                 await asyncio.to_thread(index.flush_announced)
         finally:
-            stopper = asyncio.ensure_future(asyncio.to_thread(self._shutdown, server, index))
+            stopper = asyncio.ensure_future(asyncio.to_thread(self._shutdown, server, index, spool))
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(stopper)
 
@@ -124,7 +129,7 @@ class DicomReceiver:
         thread.start()
         return server
 
-    def _shutdown(self, server: LeanAssociationServer, index: InstanceIndex) -> None:
+    def _shutdown(self, server: LeanAssociationServer, index: InstanceIndex, spool: Spool) -> None:
         server.shutdown()  # stops accepting and closes the listening socket
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         while server.active_associations and time.monotonic() < deadline:
@@ -132,6 +137,7 @@ class DicomReceiver:
         for assoc in server.active_associations:
             log.warning("dicom_association_aborted_on_stop", calling_ae=str(assoc.requestor.ae_title).strip())
             assoc.abort()
+        spool.close()
         index.close()
         log.info("dicom_stopped")
 

@@ -1,8 +1,16 @@
-"""Durable object files: `spool/<study>/<series>/<sop>.dcm`, written tmp -> fdatasync -> rename -> dir fsync."""
+"""Durable object files: `spool/<study>/<series>/<sop>.dcm`, written tmp -> fdatasync -> rename -> dir fsync.
+
+Creating a file costs about 0.3 ms on this kind of machine (ext4), as much as an fdatasync: a background
+thread keeps a few empty temporary files ready in `spool/.incoming/`, so a store only writes, syncs and
+renames one of them into place.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +18,20 @@ from pathlib import Path
 from suite_daemon.dicom.part10 import UID_RE
 
 _TMP_SUFFIX = ".tmp"
+_POOL_SIZE = 8
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.incoming = root / ".incoming"
         self._synced_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
+        self._pool: queue.Queue[tuple[Path, int]] = queue.Queue(maxsize=_POOL_SIZE)
+        self._names = itertools.count()
+        self._stop = threading.Event()
+        self._filler: threading.Thread | None = None
 
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         for uid in (study_uid, series_uid, sop_uid):
@@ -25,10 +40,51 @@ class Spool:
         return self.root / study_uid / series_uid / f"{sop_uid}.dcm"
 
     def prepare(self) -> None:
-        """Create the spool root durably and drop temporary files a crash left behind."""
+        """Create the spool root durably, drop temporary files a crash left behind, start the file pool."""
         self._ensure_dir(self.root)
+        self.incoming.mkdir(exist_ok=True)
         for tmp in self.root.rglob(f"*{_TMP_SUFFIX}"):
             tmp.unlink(missing_ok=True)
+        self._stop.clear()
+        self._filler = threading.Thread(target=self._fill, name="dicom-spool-pool", daemon=True)
+        self._filler.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._filler is not None:
+            self._filler.join(5)
+        while True:
+            try:
+                path, fd = self._pool.get_nowait()
+            except queue.Empty:
+                break
+            os.close(fd)
+            path.unlink(missing_ok=True)
+
+    def _fill(self) -> None:
+        while not self._stop.is_set():
+            path = self.incoming / f"{os.getpid()}-{next(self._names)}{_TMP_SUFFIX}"
+            try:
+                fd = os.open(path, _TMP_FLAGS, 0o640)
+            except OSError:
+                self._stop.wait(1.0)  # e.g. disk full: stores create their own file (and report the error)
+                continue
+            while not self._stop.is_set():
+                try:
+                    self._pool.put((path, fd), timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            else:
+                os.close(fd)
+                path.unlink(missing_ok=True)
+
+    def _temp_file(self) -> tuple[Path, int]:
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            path = self.incoming / f"{os.getpid()}-{next(self._names)}{_TMP_SUFFIX}"
+            return path, os.open(path, _TMP_FLAGS, 0o640)
 
     def free_mb(self) -> float:
         st = os.statvfs(self.root)
@@ -38,14 +94,14 @@ class Spool:
         """Make `path` hold `chunks`, durably: it is complete and on disk when this returns."""
         directory = path.parent
         self._ensure_dir(directory)
-        tmp = directory / f".{path.name}.{threading.get_ident()}{_TMP_SUFFIX}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        tmp, fd = self._temp_file()
         try:
             _write_all(fd, chunks)
             os.fdatasync(fd)
         except BaseException:
             os.close(fd)
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
             raise
         os.close(fd)
         os.rename(tmp, path)

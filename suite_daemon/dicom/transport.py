@@ -33,6 +33,8 @@ from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from suite_daemon.dicom.fast_dimse import LeanDIMSE, encode_p_data_tf
+
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _RCVBUF = 4 * 1024 * 1024
 _IDLE_WAIT_S = 0.05
@@ -86,6 +88,7 @@ class LeanDUL(DULServiceProvider):
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
         self._pipe_open = True
+        self._sent_directly = False
 
     def send_pdu(self, primitive: Any) -> None:
         super().send_pdu(primitive)
@@ -99,6 +102,19 @@ class LeanDUL(DULServiceProvider):
         if self._pipe_open:
             with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"\0")
+
+    def _process_recv_primitive(self) -> bool:
+        try:
+            primitive = self.to_provider_queue.queue[0]
+        except IndexError:
+            return False
+        if isinstance(primitive, P_DATA) and self.state_machine.current_state == "Sta6" and self.event_queue.empty():
+            # Sta6 + Evt9 is DT-1 (send the P-DATA-TF, stay in Sta6): done here without PDU objects.
+            self.to_provider_queue.get(False)
+            cast(AssociationSocket, self.socket).send(encode_p_data_tf(primitive))
+            self._sent_directly = True
+            return True
+        return bool(super()._process_recv_primitive())
 
     def _read_pdu_data(self) -> None:
         sock = cast(AssociationSocket, self.socket)
@@ -185,7 +201,7 @@ class LeanDUL(DULServiceProvider):
             received = False
             try:
                 if self._process_recv_primitive():
-                    pass
+                    received, self._sent_directly = self._sent_directly, False
                 elif self._is_transport_event():
                     self._idle_timer.restart()
                     received = True
@@ -220,6 +236,7 @@ class LeanAssociation(Association):
     def __init__(self, ae: Any, mode: str) -> None:
         super().__init__(ae, mode)
         self.dul = LeanDUL(self)
+        self.dimse = LeanDIMSE(self)
         # The timeout setters configure the DUL's timers: apply them to the new DUL.
         self.acse_timeout = self.ae.acse_timeout
         self.network_timeout = self.ae.network_timeout

@@ -71,7 +71,8 @@ async def test_sigkill_during_long_store_loses_nothing_acknowledged(tmp_path: Pa
     spooled = {p.stem for p in (state_dir / "spool").rglob("*.dcm")}
 
     async with running_receiver(state_dir) as scp:  # recovery runs before the receiver reports started
-        assert not list((state_dir / "spool").rglob("*.tmp"))
+        leftovers = list((state_dir / "spool").rglob("*.tmp"))  # the new process's pool of empty files only
+        assert all(p.parent.name == ".incoming" and not p.name.startswith(f"{proc.pid}-") for p in leftovers)
         with sqlite3.connect(state_dir / "index.sqlite3") as db:
             indexed = dict(db.execute("SELECT sop_instance_uid, path FROM dicom_instances").fetchall())
         assert set(indexed) == spooled

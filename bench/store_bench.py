@@ -1,0 +1,306 @@
+"""C-STORE throughput: suite-daemon's receiver beside DCMTK `storescp`, in the same run, sent by DCMTK `storescu`.
+
+    .venv/bin/python bench/store_bench.py            # the full table (a few minutes on 2 cores)
+    .venv/bin/python bench/store_bench.py --quick    # smaller corpus, one repetition
+    .venv/bin/python bench/store_bench.py --json out.json
+
+Corpus (deterministic, made with numpy + pydicom, cached in a temp folder): a CT series of 512x512 16-bit
+slices (about 0.5 MB each), XA multi-frame runs (30 frames of 512x512), and many small objects (64x64
+secondary captures, about 9 KB). Each scenario runs every receiver fresh (empty output/state dir), repeats
+and reports medians: images/s, MB/s, the receiver's CPU (percent of one core) and its peak RSS.
+
+suite-daemon runs with everything on: fsync of every object and its directory before 0x0000, the SQLite
+index and the announcements. `storescp` runs with its defaults (no fsync, 16 KiB max PDU) and
+TCP_NODELAY=1 in its environment (without it, it stalls on delayed ACKs whatever the sender does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+HERE = Path(__file__).resolve().parent
+UID_ROOT = "1.2.826.0.1.3680043.10.1234.8"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- corpus ------------------------------------------------------------------------------------------
+
+
+def _dataset(sop_class: str, kind: int, index: int, modality: str) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = f"{UID_ROOT}.{kind}.{index + 1}"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID = f"{UID_ROOT}.1"
+    ds.SeriesInstanceUID = f"{UID_ROOT}.2.{kind}"
+    ds.Modality = modality
+    ds.PatientName = "Bench^Patient"
+    ds.PatientID = "BENCH"
+    ds.AccessionNumber = "BENCH1"
+    ds.StudyDate = ds.ContentDate = ds.AcquisitionDate = "20261122"
+    ds.ContentTime = ds.AcquisitionTime = "101500"
+    ds.InstanceNumber = index + 1
+    return ds
+
+
+def _pixels(ds: Dataset, rng: np.random.Generator, rows: int, cols: int, frames: int = 1) -> None:
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = rng.integers(0, 4096, size=rows * cols * frames, dtype=np.uint16).tobytes()
+
+
+def make_corpus(root: Path, ct: int, xa: int, small: int) -> dict[str, list[Path]]:
+    marker = root / f"corpus-{ct}-{xa}-{small}.done"
+    folders = {name: root / name for name in ("ct", "xa", "small")}
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        rng = np.random.default_rng(20261122)
+        for folder in folders.values():
+            folder.mkdir(parents=True)
+        for i in range(ct):
+            ds = _dataset("1.2.840.10008.5.1.4.1.1.2", 1, i, "CT")
+            _pixels(ds, rng, 512, 512)
+            ds.save_as(folders["ct"] / f"ct{i:05d}.dcm", enforce_file_format=True)
+        for i in range(xa):
+            ds = _dataset("1.2.840.10008.5.1.4.1.1.12.1", 2, i, "XA")
+            _pixels(ds, rng, 512, 512, frames=30)
+            ds.save_as(folders["xa"] / f"xa{i:05d}.dcm", enforce_file_format=True)
+        for i in range(small):
+            ds = _dataset("1.2.840.10008.5.1.4.1.1.7", 3, i, "OT")
+            _pixels(ds, rng, 64, 64)
+            ds.save_as(folders["small"] / f"sc{i:05d}.dcm", enforce_file_format=True)
+        marker.touch()
+    return {name: sorted(folder.glob("*.dcm")) for name, folder in folders.items()}
+
+
+# -- receivers ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], limit_s: float = 30.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"receiver exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("receiver did not listen")
+
+
+class Receiver:
+    name: str
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self, out: Path) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        out = self.workdir / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        self.port = free_port()
+        # DCMTK as shipped keeps Nagle on unless TCP_NODELAY=1: the receivers always get it (ours sets it itself).
+        env = {**os.environ, "TCP_NODELAY": "1"}
+        self.proc = subprocess.Popen(self.command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        wait_listening(self.port, self.proc)
+        time.sleep(0.2)  # the probe connection above is gone before the measured run
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def peak_rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.workdir / "out", ignore_errors=True)
+
+
+class SuiteDaemon(Receiver):
+    name = "suite-daemon"
+
+    def command(self, out: Path) -> list[str]:
+        return [sys.executable, str(HERE / "receiver_process.py"), str(out), str(self.port)]
+
+
+class StoreScp(Receiver):
+    name = "dcmtk storescp"
+
+    def command(self, out: Path) -> list[str]:
+        return ["storescp", "-aet", "SUITE_SCP", "-od", str(out), str(self.port)]
+
+
+class PynetdicomStoreScp(Receiver):
+    name = "pynetdicom storescp"
+
+    def command(self, out: Path) -> list[str]:
+        return [sys.executable, "-m", "pynetdicom", "storescp", "-aet", "SUITE_SCP", "-od", str(out), str(self.port)]
+
+
+# -- scenarios ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    name: str
+    corpus: str
+    count: int
+    associations: int
+    nodelay: bool
+
+
+@dataclass
+class Result:
+    scenario: str
+    receiver: str
+    images_per_s: float
+    mb_per_s: float
+    cpu_percent: float
+    peak_rss_mb: float
+
+
+def send(port: int, files: list[Path], associations: int, nodelay: bool) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
+    if nodelay:
+        env["TCP_NODELAY"] = "1"
+    parts = [files[i::associations] for i in range(associations)]
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            ["storescu", "-R", "-aec", "SUITE_SCP", "127.0.0.1", str(port), *map(str, part)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for part in parts
+    ]
+    failures = [p for p in procs if p.wait() != 0]
+    elapsed = time.perf_counter() - start
+    if failures:
+        raise RuntimeError(f"storescu failed: {failures[0].stderr.read().decode()[:500] if failures[0].stderr else ''}")
+    return elapsed
+
+
+def measure(receiver: Receiver, scenario: Scenario, files: list[Path], repeat: int) -> Result:
+    nbytes = sum(f.stat().st_size for f in files)
+    runs: list[tuple[float, float, float, float]] = []
+    for _ in range(repeat):
+        receiver.start()
+        try:
+            cpu0 = receiver.cpu_seconds()
+            elapsed = send(receiver.port, files, scenario.associations, scenario.nodelay)
+            cpu = receiver.cpu_seconds() - cpu0
+            runs.append((len(files) / elapsed, nbytes / elapsed / 1e6, 100 * cpu / elapsed, receiver.peak_rss_mb()))
+        finally:
+            receiver.stop()
+    med = [statistics.median(r[i] for r in runs) for i in range(3)] + [max(r[3] for r in runs)]
+    return Result(scenario.name, receiver.name, *med)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small corpus, one repetition")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per receiver and scenario (median)")
+    parser.add_argument("--ct", type=int, default=None, help="CT slices (default 400)")
+    parser.add_argument("--xa", type=int, default=None, help="XA runs of 30 frames (default 12)")
+    parser.add_argument("--small", type=int, default=None, help="small objects (default 1500)")
+    parser.add_argument("--with-pynetdicom", action="store_true", help="also measure stock pynetdicom storescp")
+    parser.add_argument("--only", default=None, help="comma-separated scenario names")
+    parser.add_argument("--json", type=Path, default=None, help="write the results as JSON too")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "suite-store-bench")
+    args = parser.parse_args()
+    if shutil.which("storescu") is None or shutil.which("storescp") is None:
+        sys.exit("DCMTK storescu/storescp are needed (apt-get install dcmtk)")
+    quick = args.quick
+    ct = args.ct or (100 if quick else 400)
+    xa = args.xa or (4 if quick else 12)
+    small = args.small or (300 if quick else 1500)
+    repeat = args.repeat or (1 if quick else 3)
+    shipped = max(100, small // 5)  # a Nagle-stalled sender is slow for some receivers: fewer objects
+    scenarios = [
+        Scenario("CT 512x512, 1 assoc", "ct", ct, 1, True),
+        Scenario("XA 30-frame runs, 1 assoc", "xa", xa, 1, True),
+        Scenario("small objects, 1 assoc", "small", small, 1, True),
+        Scenario("small, storescu as shipped (Nagle on)", "small", shipped, 1, False),
+        Scenario("CT 512x512, 4 assocs", "ct", ct, 4, True),
+        Scenario("small objects, 4 assocs", "small", small, 4, True),
+    ]
+    if args.only:
+        wanted = {s.strip() for s in args.only.split(",")}
+        scenarios = [s for s in scenarios if s.name in wanted or s.corpus in wanted]
+    print(f"making the corpus ({ct} CT, {xa} XA, {small} small) ...", file=sys.stderr)
+    corpus = make_corpus(args.workdir / "corpus", ct, xa, small)
+    receivers: list[Receiver] = [SuiteDaemon(args.workdir / "suite"), StoreScp(args.workdir / "storescp")]
+    if args.with_pynetdicom:
+        receivers.append(PynetdicomStoreScp(args.workdir / "pynetdicom"))
+    results: list[Result] = []
+    for scenario in scenarios:
+        files = corpus[scenario.corpus][: scenario.count]
+        for receiver in receivers:
+            print(f"  {scenario.name}: {receiver.name} ...", file=sys.stderr)
+            results.append(measure(receiver, scenario, files, repeat))
+    print_table(results, repeat)
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2))
+
+
+def print_table(results: list[Result], repeat: int) -> None:
+    base = {r.scenario: r for r in results if r.receiver == "dcmtk storescp"}
+    header = "| scenario | receiver | images/s | MB/s | CPU % | peak RSS MB | vs storescp |"
+    print(f"\nDCMTK storescu sender, medians of {repeat} run(s), TCP_NODELAY=1 unless noted\n")
+    print(header)
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        ratio = r.images_per_s / base[r.scenario].images_per_s if r.scenario in base else float("nan")
+        print(
+            f"| {r.scenario} | {r.receiver} | {r.images_per_s:.0f} | {r.mb_per_s:.1f} | {r.cpu_percent:.0f} |"
+            f" {r.peak_rss_mb:.0f} | {ratio:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
