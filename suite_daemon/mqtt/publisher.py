@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import ssl
 from collections.abc import Callable, Mapping
@@ -31,6 +32,9 @@ CommandHandler = Callable[[str, bytes], None]
 """Called with (action, payload) for every message on `R/command/procedure/<action>`."""
 
 ACK_BATCH_S = 0.05
+
+PAHO_LOG = logging.getLogger("suite_daemon.mqtt.client")
+PAHO_LOG.setLevel(logging.ERROR)  # paho warns on every queued publish; our own logs say what matters
 
 
 def status_payload(state: str, started_at: datetime) -> bytes:
@@ -101,6 +105,7 @@ class Publisher:
             tls_context=tls_context(self.config),
             max_inflight_messages=mqtt.max_inflight,
             timeout=10,
+            logger=PAHO_LOG,
         )
 
     async def run(self) -> None:
@@ -113,12 +118,13 @@ class Publisher:
                     self._client = client
                     delay = self.config.mqtt.reconnect_min_s
                     await self._serve(client)
-            except aiomqtt.MqttError as exc:
+            except* aiomqtt.MqttError as group:
+                error = "; ".join(str(exc) for exc in group.exceptions)
                 if self.connected.is_set():
-                    log.warning("broker_connection_lost", host=self.config.mqtt.host, error=str(exc))
+                    log.warning("broker_connection_lost", host=self.config.mqtt.host, error=error)
                     self.on_state("broker disconnected")
                 else:
-                    log.info("broker_unavailable", host=self.config.mqtt.host, error=str(exc), retry_s=round(delay, 2))
+                    log.info("broker_unavailable", host=self.config.mqtt.host, error=error, retry_s=round(delay, 2))
             finally:
                 self._client = None
                 self.connected.clear()

@@ -52,7 +52,7 @@ def device_notice_event(item: DeviceNoticed, procedure_id: str | None) -> Event:
 
 
 def raw_record(item: DeviceNoticed) -> dict[str, Any]:
-    return {"time": rfc3339(item.time), "source": device_source(item.device), "driver": item.driver,
+    return {"received_at": rfc3339(item.time), "source": device_source(item.device), "driver": item.driver,
             "data": dict(item.data)}
 
 

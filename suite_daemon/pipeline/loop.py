@@ -21,6 +21,7 @@ log = structlog.get_logger(__name__)
 
 MAX_BATCH = 1000
 TICK_S = 1.0
+OVERFLOW_ALERT_EVERY_S = 60.0
 
 Submission = tuple[Input, "concurrent.futures.Future[None] | None"]
 
@@ -55,6 +56,8 @@ class Pipeline:
         self.last_beat = 0.0
         self.events_written = 0
         self._stopping = False
+        self._dropped = 0
+        self._overflow_alerted_at = float("-inf")
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -123,11 +126,16 @@ class Pipeline:
             self.journals.record(entries)
 
     def _watch_fill(self, fill: Fill) -> None:
-        if fill.dropped:
-            log.error("outbox_overflow", dropped=fill.dropped, bound=self.outbox.max_messages)
+        # The alerts themselves take room in a full outbox: one overflow alert a minute at most.
+        self._dropped += fill.dropped
+        now = asyncio.get_running_loop().time()
+        if self._dropped and now - self._overflow_alerted_at >= OVERFLOW_ALERT_EVERY_S:
+            self._overflow_alerted_at = now
+            dropped, self._dropped = self._dropped, 0
+            log.error("outbox_overflow", dropped=dropped, bound=self.outbox.max_messages)
             self._alert("critical", "outbox_overflow",
-                        f"outbox full: {fill.dropped} oldest undelivered messages dropped",
-                        {"dropped": fill.dropped, "bound": self.outbox.max_messages})
+                        f"outbox full: {dropped} oldest undelivered messages dropped",
+                        {"dropped": dropped, "bound": self.outbox.max_messages})
         if fill.count >= self.warn_at and not self._warned_full:
             self._warned_full = True
             log.warning("outbox_near_full", count=fill.count, bound=self.outbox.max_messages)

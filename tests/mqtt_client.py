@@ -1,0 +1,69 @@
+"""A plain paho subscriber for tests: collects what arrives, in order, in a background thread."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Collector:
+    def __init__(self, host: str, port: int, topic: str, qos: int = 1, clean: bool = False,
+                 client_id: str | None = None) -> None:
+        self.messages: list[Received] = []
+        self._cond = threading.Condition()
+        self.topic = topic
+        self.qos = qos
+        client_id = client_id or f"test-{uuid.uuid4().hex[:8]}"
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+        self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self._subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.reconnect_delay_set(0.1, 1)
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise TimeoutError("subscription not acknowledged")
+
+    def _on_connect(self, client: paho.Client, *_: Any) -> None:
+        client.subscribe(self.topic, qos=self.qos)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(Received(message.topic, bytes(message.payload), bool(message.retain)))
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 20.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"condition not met; {len(self.messages)} messages received")
+                self._cond.wait(min(left, 0.5))
+            return list(self.messages)
+
+    def on(self, topic: str) -> list[Any]:
+        with self._cond:
+            return [m.json() for m in self.messages if m.topic == topic]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
