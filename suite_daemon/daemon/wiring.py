@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from drivers.runner import components as device_components
 from suite_daemon.config import SuiteConfig
 from suite_daemon.daemon.component import Component
 from suite_daemon.daemon.context import DaemonContext
+from suite_daemon.dicom.receiver import DicomReceiver
 from suite_daemon.pipeline.correlation import Correlator
 from suite_daemon.pipeline.unassigned import UnassignedCorrelator
 
 
 def build_components(config: SuiteConfig) -> list[Component]:
     components: list[Component] = []
+    if config.dicom.enabled:
+        components.append(DicomReceiver(config))
+    components.extend(device_components(config))
     return components
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS streams (
     stream TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 """
 
@@ -123,14 +127,19 @@ class Outbox:
     # -- writing ---------------------------------------------------------------------------
 
     async def append(
-        self, events: Sequence[Event], route: Route, extra: Iterable[Message] = ()
+        self,
+        events: Sequence[Event],
+        route: Route,
+        extra: Iterable[Message] = (),
+        state: Mapping[str, str | None] | None = None,
     ) -> tuple[list[Event], Fill]:
         """Number `events` in their streams, turn them into messages with `route(event)`, and commit
-        them with `extra` messages in one transaction. Returns the numbered events."""
-        extra = list(extra)
-        return await self._in_writer(self._append_sync, list(events), route, extra)
+        them with `extra` messages and `state` changes in one transaction. Returns the numbered events."""
+        return await self._in_writer(self._append_sync, list(events), route, list(extra), dict(state or {}))
 
-    def _append_sync(self, events: list[Event], route: Route, extra: list[Message]) -> tuple[list[Event], Fill]:
+    def _append_sync(
+        self, events: list[Event], route: Route, extra: list[Message], state: dict[str, str | None]
+    ) -> tuple[list[Event], Fill]:
         assert self._write_db is not None
         db = self._write_db
         numbered: list[Event] = []
@@ -150,6 +159,11 @@ class Outbox:
                 "INSERT INTO streams (stream, last_seq) VALUES (?, ?) "
                 "ON CONFLICT(stream) DO UPDATE SET last_seq = excluded.last_seq",
                 touched.items(),
+            )
+            db.executemany("DELETE FROM state WHERE key = ?", ((k,) for k, v in state.items() if v is None))
+            db.executemany(
+                "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                ((k, v) for k, v in state.items() if v is not None),
             )
             dropped = 0
             overflow = self.count + len(rows) - self.max_messages
@@ -190,6 +204,10 @@ class Outbox:
             "SELECT id, topic, payload, qos, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
         )
         return [Row(i, Message(t, bytes(p), q, bool(r))) for i, t, p, q, r in cursor]
+
+    def load_state(self) -> dict[str, str]:
+        assert self._read_db is not None
+        return dict(self._read_db.execute("SELECT key, value FROM state").fetchall())
 
     def last_seq(self, stream: str) -> int:
         return self._seq.get(stream, 0)

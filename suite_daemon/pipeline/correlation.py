@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -19,11 +20,18 @@ class Outcome:
     `procedure/current`) and command responses."""
     journal: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     """Journal-only records: (journal name, record event, fields), e.g. raw device frames."""
+    state: dict[str, str | None] = field(default_factory=dict)
+    """Correlator state to keep across restarts (key → JSON text; None deletes), committed in the same
+    transaction as the events, so after SIGKILL state and numbering agree. Handed back to `startup`."""
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    """Blocking work to run (in a worker thread) once the batch is durable, e.g. index updates."""
 
     def extend(self, other: Outcome) -> None:
         self.events.extend(other.events)
         self.messages.extend(other.messages)
         self.journal.extend(other.journal)
+        self.state.update(other.state)
+        self.after_commit.extend(other.after_commit)
 
 
 class Correlator(Protocol):
@@ -33,6 +41,6 @@ class Correlator(Protocol):
         """Called about once a second: idle timeouts, rate-limited summaries."""
         ...
 
-    def startup(self, now: datetime) -> Outcome:
-        """State restored from disk; what to publish at start (retained current procedure, ...)."""
+    def startup(self, now: datetime, state: Mapping[str, str]) -> Outcome:
+        """Restore from the state kept by earlier `Outcome.state`; say what to publish at start."""
         ...

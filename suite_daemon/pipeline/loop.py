@@ -61,7 +61,7 @@ class Pipeline:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        await self._commit(self.correlator.startup(utc_now()), [])
+        await self._commit(self.correlator.startup(utc_now(), self.outbox.load_state()), [])
         next_tick = loop.time() + TICK_S
         while not self._stopping:
             self.last_beat = loop.time()
@@ -102,9 +102,9 @@ class Pipeline:
 
     async def _commit(self, outcome: Outcome, waiting: list[concurrent.futures.Future[None]]) -> None:
         try:
-            if outcome.events or outcome.messages or outcome.journal:
-                numbered, fill = await self.outbox.append(outcome.events, self.route, outcome.messages)
-                await asyncio.to_thread(self._journal, numbered, outcome.journal)
+            if outcome.events or outcome.messages or outcome.journal or outcome.state or outcome.after_commit:
+                numbered, fill = await self.outbox.append(outcome.events, self.route, outcome.messages, outcome.state)
+                await asyncio.to_thread(self._after_commit, numbered, outcome)
                 self.events_written += len(numbered)
                 self.wake_publisher()
                 self._watch_fill(fill)
@@ -120,10 +120,15 @@ class Pipeline:
             if not done.done():
                 done.set_result(None)
 
-    def _journal(self, events: list[Event], entries: list[tuple[str, str, dict[str, Any]]]) -> None:
+    def _after_commit(self, events: list[Event], outcome: Outcome) -> None:
         self.journals.record_events(events)
-        if entries:
-            self.journals.record(entries)
+        if outcome.journal:
+            self.journals.record(outcome.journal)
+        for work in outcome.after_commit:
+            try:
+                work()
+            except Exception:
+                log.exception("after_commit_failed")
 
     def _watch_fill(self, fill: Fill) -> None:
         # The alerts themselves take room in a full outbox: one overflow alert a minute at most.

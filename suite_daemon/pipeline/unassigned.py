@@ -5,6 +5,7 @@ Used where no procedure logic is wanted (tests of the pipeline, a daemon without
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from suite_daemon.events import (
@@ -24,7 +25,7 @@ from suite_daemon.pipeline.correlation import Outcome
 
 
 class UnassignedCorrelator:
-    def startup(self, now: datetime) -> Outcome:
+    def startup(self, now: datetime, state: Mapping[str, str]) -> Outcome:
         return Outcome()
 
     def tick(self, now: datetime) -> Outcome:
