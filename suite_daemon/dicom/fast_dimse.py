@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import struct
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from pydicom.uid import UID
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
+
+from suite_daemon.dicom.part10 import clean_uid, encode_file_meta
+from suite_daemon.dicom.spool import Spool, SpoolStream, StreamWriter
 
 _ELEMENT = struct.Struct("<HHI")
 _US = struct.Struct("<H")
@@ -106,6 +109,39 @@ class LeanDIMSE(DIMSEServiceProvider):
         super().__init__(assoc)
         self._store: C_STORE | None = None
         self._store_data = BytesIO()
+        self._stream: SpoolStream | None = None
+        self._writer: StreamWriter | None = None
+
+    def close(self) -> None:
+        """The association is over: drop a half-received object's file, stop the writer."""
+        if self._stream is not None:
+            self._stream.discard()
+            self._stream = None
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
+
+    def _open_stream(self, request: C_STORE, context_id: int) -> None:
+        """A data set spanning several PDUs is written to its spool file while it arrives."""
+        spool: Spool | None = getattr(getattr(self.assoc, "_server", None), "spool", None)
+        context = self.assoc._accepted_cx.get(context_id)
+        if spool is None or context is None:
+            return
+        head = encode_file_meta(
+            clean_uid(request.AffectedSOPClassUID),
+            clean_uid(request.AffectedSOPInstanceUID),
+            str(context.transfer_syntax[0]),
+            str(self.assoc.requestor.ae_title).strip(),
+        )
+        try:
+            stream = spool.open_stream(head)
+        except OSError:
+            return  # the handler writes the file itself and reports what fails
+        if self._writer is None:
+            self._writer = StreamWriter()
+        stream.attach(self._writer)
+        request.suite_stream = stream  # type: ignore[attr-defined]
+        self._stream = stream
 
     def receive_primitive(self, primitive: P_DATA) -> None:
         pdvs = primitive.presentation_data_value_list
@@ -125,9 +161,14 @@ class LeanDIMSE(DIMSEServiceProvider):
                 self._store = None
                 self.dul.event_queue.put("Evt19")
                 return
-            self._store_data.write(fragment[1:])
+            data = fragment[1:]
+            if self._stream is None and not fragment[0] & 0x02 and self._store_data.tell() == 0:
+                self._open_stream(self._store, cast(int, self._store._context_id))
+            self._store_data.write(data)
+            if self._stream is not None:
+                self._stream.feed(data)
             if fragment[0] & 0x02:
-                request, self._store = self._store, None
+                request, self._store, self._stream = self._store, None, None
                 request.DataSet = self._store_data
                 self.msg_queue.put((request._context_id, request))  # type: ignore[arg-type]
                 return

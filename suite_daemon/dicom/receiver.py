@@ -97,7 +97,7 @@ class DicomReceiver:
             ]
             ae = build_ae(self.config)
             ssl_context = server_context(cfg.tls) if cfg.tls is not None else None
-            server = await asyncio.to_thread(self._start_server, ae, handlers, ssl_context)
+            server = await asyncio.to_thread(self._start_server, ae, handlers, ssl_context, spool)
         except BaseException:
             spool.close()
             index.close()
@@ -115,7 +115,7 @@ class DicomReceiver:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(stopper)
 
-    def _start_server(self, ae: AE, handlers: list[Any], ssl_context: Any) -> LeanAssociationServer:
+    def _start_server(self, ae: AE, handlers: list[Any], ssl_context: Any, spool: Spool) -> LeanAssociationServer:
         cfg = self.config.dicom
         server = ae.make_server(
             (cfg.bind, cfg.port),
@@ -124,6 +124,7 @@ class DicomReceiver:
             server_class=LeanAssociationServer,
             request_handler=LeanRequestHandler,
         )
+        server.spool = spool
         ae._servers.append(server)  # as AE.start_server does; server.shutdown() removes it
         thread = threading.Thread(target=server.serve_forever, name="dicom-accept", daemon=True)
         thread.start()

@@ -107,6 +107,28 @@ class Spool:
         os.rename(tmp, path)
         _fsync_dir(directory)
 
+    def open_stream(self, head: bytes) -> SpoolStream:
+        """A temporary file that a background writer fills while the data set is still arriving."""
+        tmp, fd = self._temp_file()
+        stream = SpoolStream(tmp, fd)
+        stream.feed(head)
+        return stream
+
+    def commit(self, stream: SpoolStream, path: Path) -> None:
+        """Make the streamed file durable under `path` (as `write` does)."""
+        directory = path.parent
+        self._ensure_dir(directory)
+        try:
+            stream.wait()
+            os.fdatasync(stream.fd)
+        except BaseException:
+            stream.discard()
+            raise
+        stream.close()
+        os.rename(stream.path, path)
+        stream.committed = True
+        _fsync_dir(directory)
+
     def files(self) -> Iterator[Path]:
         yield from self.root.glob("*/*/*.dcm")
 
@@ -125,6 +147,84 @@ class Spool:
             if len(self._synced_dirs) > 10_000:
                 self._synced_dirs.clear()
             self._synced_dirs.add(directory)
+
+
+class SpoolStream:
+    """A temporary spool file written by a `StreamWriter` thread, chunk by chunk, in arrival order."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.error: OSError | None = None
+        self._pending = 0
+        self._cv = threading.Condition()
+        self._writer: StreamWriter | None = None
+        self._closed = False
+        self.committed = False
+
+    def attach(self, writer: StreamWriter) -> None:
+        self._writer = writer
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        if self._writer is None:
+            _write_all(self.fd, (chunk,))  # not attached yet: the head, written inline
+            return
+        with self._cv:
+            self._pending += 1
+        self._writer.put(self, chunk)
+
+    def _written(self, error: OSError | None) -> None:
+        with self._cv:
+            self._pending -= 1
+            if error is not None and self.error is None:
+                self.error = error
+            self._cv.notify_all()
+
+    def wait(self) -> None:
+        """Until every chunk fed so far is written; raises the first write error."""
+        with self._cv:
+            while self._pending:
+                self._cv.wait()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self.fd)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.wait()
+        self.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+class StreamWriter:
+    """One thread writing streamed chunks to their files, so receiving and writing overlap."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[SpoolStream, bytes | memoryview] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="dicom-stream-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, stream: SpoolStream, chunk: bytes | memoryview) -> None:
+        self._queue.put((stream, chunk))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            stream, chunk = item
+            error: OSError | None = None
+            if stream.error is None:
+                try:
+                    _write_all(stream.fd, (chunk,))
+                except OSError as exc:
+                    error = exc
+            stream._written(error)
 
 
 def _write_all(fd: int, chunks: tuple[bytes | memoryview, ...]) -> None:

@@ -21,7 +21,7 @@ from suite_daemon.dicom.part10 import (
     read_header,
     summarize,
 )
-from suite_daemon.dicom.spool import Spool
+from suite_daemon.dicom.spool import Spool, SpoolStream
 from suite_daemon.events import Alerted, ImageStored
 
 log = structlog.get_logger()
@@ -59,17 +59,21 @@ class StoreService:
         host = str(event.assoc.requestor.address)
         where = {"calling_ae": calling_ae, "host": host, "sop_class_uid": sop_class, "sop_instance_uid": sop_instance}
         data = request.DataSet.getbuffer()
+        stream: SpoolStream | None = getattr(request, "suite_stream", None)
         try:
-            return self._store(data, sop_class, sop_instance, transfer_syntax, calling_ae, where)
+            return self._store(data, stream, sop_class, sop_instance, transfer_syntax, calling_ae, where)
         except Exception as exc:
             log.exception("dicom_store_error", **where)
             return self._fail(PROCESSING_FAILURE, "processing_failure", f"storing failed: {type(exc).__name__}", where)
         finally:
             data.release()
+            if stream is not None and not stream.committed:
+                stream.discard()
 
     def _store(
         self,
         data: memoryview,
+        stream: SpoolStream | None,
         sop_class: str,
         sop_instance: str,
         transfer_syntax: str,
@@ -124,9 +128,11 @@ class StoreService:
                 log.info("dicom_duplicate_instance", sop_instance_uid=instance, calling_ae=calling_ae)
                 self.ctx.submit(ImageStored(summary=summary, path=known.path, duplicate=True))
                 return SUCCESS
-            meta = encode_file_meta(sop_class, instance, transfer_syntax, calling_ae)
             try:
-                self.spool.write(path, meta, data)
+                if stream is not None:  # already written while it arrived (see fast_dimse)
+                    self.spool.commit(stream, path)
+                else:
+                    self.spool.write(path, encode_file_meta(sop_class, instance, transfer_syntax, calling_ae), data)
             except OSError as exc:
                 return self._fail(
                     OUT_OF_RESOURCES,

@@ -34,6 +34,7 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from suite_daemon.dicom.fast_dimse import LeanDIMSE, encode_p_data_tf
+from suite_daemon.dicom.spool import Spool
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _RCVBUF = 4 * 1024 * 1024
@@ -184,6 +185,9 @@ class LeanDUL(DULServiceProvider):
         try:
             self._run()
         finally:
+            dimse = self.assoc.dimse
+            if isinstance(dimse, LeanDIMSE):
+                dimse.close()
             self.activity.set()
             self._pipe_open = False
             os.close(self._wake_r)
@@ -321,6 +325,8 @@ class LeanAssociationServer(ThreadedAssociationServer):
 
     daemon_threads = True
     handshake_timeout_s = 10.0
+    spool: Spool | None = None
+    """Set by the receiver: large data sets are streamed into it while they arrive."""
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         sock = cast(socket.socket, self.socket)

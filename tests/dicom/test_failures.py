@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from dicom_harness import SCP_AE, Running, run_tool, running_receiver
-from dicom_testdata import CT, ct_slice, dataset_bytes, new_study, save
+from dicom_testdata import CT, XA, ct_slice, dataset_bytes, new_study, save, xa_run
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config
 from pynetdicom.dsutils import encode
@@ -19,10 +19,10 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from suite_daemon.dicom.part10 import encode_file_meta
 
 
-def _store_files(port: int, files: list[Path], calling: str = "TESTSCU") -> list[int]:
+def _store_files(port: int, files: list[Path], sop_class: str = CT) -> list[int]:
     """Send Part 10 files' data set bytes as they are (no re-encoding), one association."""
-    ae = AE(ae_title=calling)
-    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(sop_class, "1.2.840.10008.1.2.1")
     assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
     assert assoc.is_established
     try:
@@ -204,3 +204,24 @@ async def test_tls_association(tmp_path: Path) -> None:
         assert dataset_bytes(scp.images[0].path) == dataset_bytes(path)
         assert await asyncio.to_thread(client, False) == "refused"  # no client certificate
         assert await asyncio.to_thread(client, True) == [0, 0]  # and the listener is still fine
+
+
+async def test_truncated_large_dataset_streamed_to_spool_is_dropped(tmp_path: Path, raw_send: None) -> None:
+    """A data set spanning many PDUs is written while it arrives; when it proves bad, its file goes."""
+    study, series = new_study()
+    good = save(xa_run(study, series, 0, frames=8), tmp_path / "in")
+    valid = dataset_bytes(good)
+    sop = str(xa_run(study, series, 0, frames=1).SOPInstanceUID)
+    truncated = tmp_path / "bad" / "xa.dcm"
+    truncated.parent.mkdir()
+    truncated.write_bytes(encode_file_meta(XA, sop, "1.2.840.10008.1.2.1", "TESTSCU") + valid[: len(valid) - 1000])
+    async with running_receiver(tmp_path / "state", max_pdu_size=16384) as scp:
+        statuses = await asyncio.to_thread(_store_files, scp.port, [truncated, good], XA)
+        assert statuses == [0xC210, 0]
+        await scp.wait_for(lambda: len(scp.images) == 1)
+        spooled = list((scp.state_dir / "spool").rglob("*.dcm"))
+        assert spooled == [scp.images[0].path] and dataset_bytes(spooled[0]) == valid
+        assert all(p.parent.name == ".incoming" for p in (scp.state_dir / "spool").rglob("*.tmp"))
+        # only the pool of empty files is there, no abandoned partial object
+        assert all(p.stat().st_size == 0 for p in (scp.state_dir / "spool" / ".incoming").iterdir())
+    assert not list((scp.state_dir / "spool" / ".incoming").iterdir())  # and the pool is removed on stop
