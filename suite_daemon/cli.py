@@ -101,11 +101,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(Daemon(config, build_components, build_correlator).run())
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from suite_daemon.log_setup import configure_logging
+    from suite_daemon.simulation import scenarios, simulate
+
+    config = _load(args)
+    if args.scenario not in scenarios():
+        print(f"suite-daemon simulate: unknown scenario {args.scenario!r} (known: {', '.join(scenarios())})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(config.suite.log_level, "console" if sys.stderr.isatty() else "json")
+    return asyncio.run(simulate(config, args.scenario, modality=not args.no_modality, duration_s=args.duration))
+
+
+def cmd_procedures(args: argparse.Namespace) -> int:
+    from suite_daemon.inspect.commands import cmd_procedures as run
+
+    return run(_load(args), args.json)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from suite_daemon.inspect.commands import cmd_show as run
+
+    return run(_load(args), args.procedure_id, args.json)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from suite_daemon.inspect.commands import cmd_audit_verify
+
+    return cmd_audit_verify(_load(args), args.procedure_id)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from suite_daemon.inspect.commands import cmd_report as run
+
+    return run(_load(args), args.procedure_id, args.format, args.output)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from suite_daemon.tail import tail
+
+    return asyncio.run(tail(_load(args), args.procedure, args.json))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
         "run": cmd_run,
         "check-config": cmd_check_config,
+        "simulate": cmd_simulate,
+        "procedures": cmd_procedures,
+        "show": cmd_show,
+        "audit": cmd_audit,
+        "report": cmd_report,
+        "tail": cmd_tail,
     }
     handler = handlers.get(args.command)
     if handler is None:

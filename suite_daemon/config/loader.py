@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from suite_daemon.config.models import SuiteConfig, TLSFiles
+from suite_daemon.config.models import DeviceSection, SuiteConfig, TLSFiles
 from suite_daemon.config.paths import relative_to
 
 DEFAULT_CONFIG = Path("/etc/suite-daemon/suite.toml")
@@ -80,18 +80,24 @@ def _check_files(config: SuiteConfig) -> list[tuple[str, str]]:
     return problems
 
 
-def _check_devices(config: SuiteConfig) -> list[tuple[str, str]]:
+def _check_devices(devices: object) -> list[tuple[str, str]]:
+    """Each `[[devices]]` entry's driver and driver-specific keys (also when other keys are wrong)."""
     from drivers.registry import DRIVERS  # drivers import pyserial; keep config import light
 
+    if not isinstance(devices, list):
+        return []
+    common = set(DeviceSection.model_fields)
     problems: list[tuple[str, str]] = []
-    for index, device in enumerate(config.devices):
-        spec = DRIVERS.get(device.driver)
+    for index, device in enumerate(devices):
+        if not isinstance(device, dict) or not isinstance(device.get("driver"), str):
+            continue
+        spec = DRIVERS.get(device["driver"])
         if spec is None:
             known = ", ".join(sorted(DRIVERS))
-            problems.append((f"devices[{index}].driver", f"unknown driver {device.driver!r} (known: {known})"))
+            problems.append((f"devices[{index}].driver", f"unknown driver {device['driver']!r} (known: {known})"))
             continue
         try:
-            spec.Options.model_validate(device.options)
+            spec.Options.model_validate({k: v for k, v in device.items() if k not in common})
         except ValidationError as exc:
             problems.extend(_problems(exc, f"devices[{index}]"))
     return problems
@@ -107,12 +113,13 @@ def load_config(path: Path) -> SuiteConfig:
         raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError([(str(path), f"not UTF-8: {exc}")]) from exc
+    device_problems = _check_devices(raw.get("devices"))
     with relative_to(path.resolve().parent):
         try:
             config = SuiteConfig(**raw)
         except ValidationError as exc:
-            raise ConfigError(_problems(exc)) from exc
-    problems = _check_files(config) + _check_devices(config)
+            raise ConfigError(_problems(exc) + device_problems) from exc
+    problems = _check_files(config) + device_problems
     if problems:
         raise ConfigError(problems)
     return config
