@@ -117,6 +117,10 @@ class LeanDIMSE(DIMSEServiceProvider):
         if self._stream is not None:
             self._stream.discard()
             self._stream = None
+        for _, request in list(self.msg_queue.queue):  # received but never served
+            stream = getattr(request, "suite_stream", None)
+            if stream is not None and not stream.committed:
+                stream.discard()
         if self._writer is not None:
             self._writer.stop()
             self._writer = None

@@ -1,0 +1,112 @@
+"""Through the running daemon (subprocess, real Mosquitto): stores, refusals, and SIGKILL mid-store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from dicom_harness import SCP_AE
+from dicom_testdata import ct_slice, dataset_bytes, new_study, save, xa_run
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, XRayAngiographicImageStorage
+
+from tests.mqtt_client import Collector
+
+pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK not installed")
+
+CALLERS = '[{ae_title = "STORESCU", host = "127.0.0.1"}, {ae_title = "TESTSCU", host = "*"}]'
+
+
+def _events(collector: Collector, root: str, kind: str) -> list[dict]:
+    return [e for e in collector.on(f"{root}/event") if e["type"] == kind]
+
+
+def test_store_and_refusal_published_and_audited(daemon_factory, broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    daemon = daemon_factory(allowed_callers=CALLERS)
+    collector = Collector(broker.host, broker.port, f"{daemon.root}/#")
+    try:
+        daemon.start()
+        study, series = new_study()
+        files = [save(ct_slice(study, series, i), tmp_path / "ct") for i in range(20)]
+        storescu = ["storescu", "-R", "-aet", "STORESCU", "-aec", SCP_AE, "127.0.0.1", str(daemon.dicom_port)]
+        done = subprocess.run([*storescu, *map(str, files)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        refused = subprocess.run(
+            ["echoscu", "-aet", "INTRUDER", "-aec", SCP_AE, "127.0.0.1", str(daemon.dicom_port)],
+            capture_output=True,
+            timeout=60,
+        )
+        assert refused.returncode != 0
+        collector.wait_for(
+            lambda _: (
+                len(_events(collector, daemon.root, "image.received")) == 20
+                and len(_events(collector, daemon.root, "association.rejected")) == 1
+            )
+        )
+    finally:
+        collector.close()
+    images = _events(collector, daemon.root, "image.received")
+    assert {e["data"]["sop_instance_uid"] for e in images} == {p.stem for p in files}
+    assert all(e["data"]["study_instance_uid"] == study for e in images)
+    payloads = json.dumps(collector.on(f"{daemon.root}/event"))
+    assert "Doe" not in payloads and "PID-SECRET" not in payloads
+    rejected = _events(collector, daemon.root, "association.rejected")[0]["data"]
+    assert (rejected["calling_ae"], rejected["host"]) == ("INTRUDER", "127.0.0.1")
+    audit = (daemon.state_dir / "journal" / "daemon.jsonl").read_text()
+    assert '"association_rejected"' in audit and "INTRUDER" in audit
+    for path in files:
+        stored = daemon.state_dir / "spool" / study / series / path.name
+        assert dataset_bytes(stored) == dataset_bytes(path)
+    assert daemon.stop(signal.SIGTERM) == 0
+
+
+def _send(port: int, files: list[Path], acknowledged: list[Path], big_started: threading.Event) -> None:
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    ae.add_requested_context(XRayAngiographicImageStorage, "1.2.840.10008.1.2.1")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
+    assert assoc.is_established
+    try:
+        for path in files:
+            if path.parent.name == "xa":
+                big_started.set()
+            status = assoc.send_c_store(path)
+            if status and int(status.Status) == 0:
+                acknowledged.append(path)
+            elif not assoc.is_established:
+                return
+    finally:
+        big_started.set()
+        if assoc.is_established:
+            assoc.abort()
+
+
+def test_sigkill_during_long_store_then_restart(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    daemon = daemon_factory(allowed_callers=CALLERS)
+    study, series = new_study()
+    small = [save(ct_slice(study, series, i), tmp_path / "ct") for i in range(30)]
+    big = [save(xa_run(study, series, i, frames=60, rows=512, cols=512), tmp_path / "xa") for i in range(2)]
+    daemon.start()
+    acknowledged: list[Path] = []
+    big_started = threading.Event()
+    sender = threading.Thread(target=_send, args=(daemon.dicom_port, small + big, acknowledged, big_started))
+    sender.start()
+    assert big_started.wait(120)
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait(10)
+    sender.join(60)
+    assert len(acknowledged) >= len(small)
+    daemon.start()  # recovery runs before READY
+    with sqlite3.connect(daemon.state_dir / "index.sqlite3") as db:
+        indexed = dict(db.execute("SELECT sop_instance_uid, path FROM dicom_instances").fetchall())
+    for path in acknowledged:
+        assert path.stem in indexed, path.stem
+        assert dataset_bytes(Path(indexed[path.stem])) == dataset_bytes(path)
+    assert daemon.stop(signal.SIGTERM) == 0
