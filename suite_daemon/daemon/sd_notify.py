@@ -18,7 +18,8 @@ class Notifier:
         if address:
             # '@' marks a Linux abstract socket: the name starts with a NUL byte.
             self._address = b"\0" + address[1:].encode() if address.startswith("@") else address
-            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Non-blocking: a notify socket nobody reads must never stall the event loop.
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
 
     @property
     def enabled(self) -> bool:
@@ -30,6 +31,8 @@ class Notifier:
         message = "\n".join(f"{key.upper()}={value}" for key, value in fields.items()).encode()
         try:
             self._socket.sendto(message, self._address)
+        except BlockingIOError:
+            log.warning("sd_notify_dropped", message=message.decode(), reason="notify socket full")
         except OSError as exc:
             log.warning("sd_notify_failed", error=str(exc))
 
