@@ -1,8 +1,8 @@
 """Part 10 file meta encoding and a header-only reading of a received data set.
 
-The receiver never decodes a whole data set: it reads the few header elements the correlator needs
-(everything up to (0028,0008) Number of Frames) and walks the rest of the encoding structurally
-(tags and lengths only) to prove that the object is complete.
+The receiver never decodes a data set: one pass over the element headers (tags and lengths; values are
+skipped, pixel data is never read) picks out the few top-level text elements the correlator needs and
+proves that the encoding is complete.
 """
 
 from __future__ import annotations
@@ -11,11 +11,7 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass
-from io import BytesIO
 from typing import Any
-
-from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
 
 from suite_daemon.dicom.sop_classes import (
     AGENT_SR_CLASSES,
@@ -28,7 +24,6 @@ from suite_daemon.dicom.sop_classes import (
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1234.1"
 IMPLEMENTATION_VERSION_NAME = "SUITE_DAEMON_01"
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_LAST_HEADER_TAG = 0x00280008  # Number of Frames: the last element the summary needs
 _EXPLICIT_LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
@@ -83,17 +78,62 @@ def dataset_offset(part10: bytes | memoryview) -> int:
     return 132 + 12 + group_length
 
 
+_WANTED = {
+    0x00080005: "SpecificCharacterSet",
+    0x00080016: "SOPClassUID",
+    0x00080018: "SOPInstanceUID",
+    0x00080022: "AcquisitionDate",
+    0x00080023: "ContentDate",
+    0x0008002A: "AcquisitionDateTime",
+    0x00080032: "AcquisitionTime",
+    0x00080033: "ContentTime",
+    0x00080050: "AccessionNumber",
+    0x00080060: "Modality",
+    0x00081010: "StationName",
+    0x0008103E: "SeriesDescription",
+    0x00181316: "SAR",
+    0x00181318: "dBdt",
+    0x00181320: "B1rms",
+    0x0020000D: "StudyInstanceUID",
+    0x0020000E: "SeriesInstanceUID",
+    0x00280008: "NumberOfFrames",
+}
+"""The top-level elements the summary needs: text VRs (UI, CS, SH, LO, DA, TM, DT, DS, IS), but B1rms is FL."""
+_FREE_TEXT = frozenset({"StationName", "SeriesDescription"})
+_BINARY_FLOAT = frozenset({"B1rms"})
+
+
+class HeaderValues:
+    """The wanted top-level elements of a data set, as text (what pydicom's `Dataset.get` would give)."""
+
+    def __init__(self, raw: dict[str, bytes], little_endian: bool = True) -> None:
+        self._raw = raw
+        self._float = struct.Struct("<f" if little_endian else ">f")
+        charset = raw.get("SpecificCharacterSet", b"").decode("ascii", "replace").upper()
+        self._encoding = "utf-8" if "ISO_IR 192" in charset else "latin-1"
+
+    def get(self, keyword: str, default: str | None = None) -> str | None:
+        value = self._raw.get(keyword)
+        if value is None:
+            return default
+        if keyword in _BINARY_FLOAT:
+            return repr(self._float.unpack_from(value)[0]) if len(value) >= 4 else default
+        text = value.decode(self._encoding if keyword in _FREE_TEXT else "ascii", "replace")
+        return text.rstrip("\x00 ").strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Header:
-    """The parsed head of a data set and how many bytes the whole data set has."""
+    """The header values of a data set and how many bytes the whole data set has."""
 
-    dataset: Dataset
+    dataset: HeaderValues
     length: int
 
 
 def read_header(data: bytes | memoryview, transfer_syntax_uid: str) -> Header:
-    """Parse the head of a received data set and check the whole encoding is complete.
+    """Read the summary's header values and check that the whole encoding is complete.
 
+    One pass over the element headers (values are skipped by their lengths, pixel data is never read).
     Raises `DatasetError` when the data set is truncated or malformed.
     """
     raw: bytes | memoryview = data
@@ -106,17 +146,18 @@ def read_header(data: bytes | memoryview, transfer_syntax_uid: str) -> Header:
     little = transfer_syntax_uid != EXPLICIT_BE
     if len(raw) < 8:
         raise DatasetError("data set is empty or shorter than one element")
-    fp = BytesIO(raw)
-    try:
-        ds = read_dataset(fp, implicit, little, stop_when=lambda tag, vr, length: tag > _LAST_HEADER_TAG)
-    except Exception as exc:  # pydicom raises many kinds on garbage
-        raise DatasetError(f"data set header cannot be parsed: {exc}") from exc
-    _walk(memoryview(raw), fp.tell(), len(raw), implicit, little)
-    return Header(ds, len(data))
+    values: dict[str, bytes] = {}
+    _walk(memoryview(raw), 0, len(raw), implicit, little, values)
+    return Header(HeaderValues(values, little), len(data))
 
 
-def _walk(buf: memoryview, pos: int, end: int, implicit: bool, little: bool) -> int:
-    """Skip elements from `pos` to `end` by tag and length; return where it stopped (an item end)."""
+def _walk(
+    buf: memoryview, pos: int, end: int, implicit: bool, little: bool, capture: dict[str, bytes] | None = None
+) -> int:
+    """Skip elements from `pos` to `end` by tag and length; return where it stopped (an item end).
+
+    `capture` (top level only) receives the raw values of the `_WANTED` elements.
+    """
     order = "<" if little else ">"
     tag_fmt = struct.Struct(order + "HH")
     u16 = struct.Struct(order + "H")
@@ -147,9 +188,11 @@ def _walk(buf: memoryview, pos: int, end: int, implicit: bool, little: bool) -> 
         if length == _UNDEFINED:
             pos = _walk_items(buf, pos, end, implicit, little)
         else:
-            pos += length
-            if pos > end:
+            if pos + length > end:
                 raise DatasetError(f"data set truncated: element ({group:04X},{elem:04X}) runs past the end")
+            if capture is not None and tag in _WANTED:
+                capture[_WANTED[tag]] = bytes(buf[pos : pos + length])
+            pos += length
     if pos != end:
         raise DatasetError("data set truncated")
     return pos
@@ -176,24 +219,24 @@ def _walk_items(buf: memoryview, pos: int, end: int, implicit: bool, little: boo
                 raise DatasetError("data set truncated inside a sequence item")
 
 
-def _text(ds: Dataset, keyword: str) -> str | None:
+def _text(ds: HeaderValues, keyword: str) -> str | None:
     value = ds.get(keyword)
     if value is None or value == "":
         return None
     return str(value).strip() or None
 
 
-def _number(ds: Dataset, keyword: str) -> float | None:
+def _number(ds: HeaderValues, keyword: str) -> float | None:
     value = ds.get(keyword)
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        return float(value.split("\\")[0])
     except (TypeError, ValueError):
         return None
 
 
-def dicom_datetime(ds: Dataset, dt_keyword: str | None, date_keyword: str, time_keyword: str) -> str | None:
+def dicom_datetime(ds: HeaderValues, dt_keyword: str | None, date_keyword: str, time_keyword: str) -> str | None:
     """ISO 8601 local date-time (as the modality wrote it) from a DT element or a DA + TM pair."""
     raw = _text(ds, dt_keyword) if dt_keyword else None
     if raw is None:
@@ -214,7 +257,7 @@ def dicom_datetime(ds: Dataset, dt_keyword: str | None, date_keyword: str, time_
 
 
 def summarize(
-    ds: Dataset, *, sop_class_uid: str, transfer_syntax_uid: str, calling_ae: str, nbytes: int
+    ds: HeaderValues, *, sop_class_uid: str, transfer_syntax_uid: str, calling_ae: str, nbytes: int
 ) -> dict[str, Any]:
     """The header summary handed to the correlator. No patient name, ID or birth date, ever."""
     frames = _number(ds, "NumberOfFrames")

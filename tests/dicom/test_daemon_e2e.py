@@ -24,7 +24,12 @@ CALLERS = '[{ae_title = "STORESCU", host = "127.0.0.1"}, {ae_title = "TESTSCU", 
 
 
 def _events(collector: Collector, root: str, kind: str) -> list[dict]:
-    return [e for e in collector.on(f"{root}/event") if e["type"] == kind]
+    """Events of `kind` on `R/event` or any `R/procedure/<id>/event` (where the correlator puts them)."""
+    return [
+        m.json()
+        for m in list(collector.messages)
+        if m.topic.startswith(root) and m.topic.endswith("/event") and m.json().get("type") == kind
+    ]
 
 
 def test_store_and_refusal_published_and_audited(daemon_factory, broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -54,7 +59,7 @@ def test_store_and_refusal_published_and_audited(daemon_factory, broker, tmp_pat
     images = _events(collector, daemon.root, "image.received")
     assert {e["data"]["sop_instance_uid"] for e in images} == {p.stem for p in files}
     assert all(e["data"]["study_instance_uid"] == study for e in images)
-    payloads = json.dumps(collector.on(f"{daemon.root}/event"))
+    payloads = json.dumps([m.json() for m in collector.messages])
     assert "Doe" not in payloads and "PID-SECRET" not in payloads
     rejected = _events(collector, daemon.root, "association.rejected")[0]["data"]
     assert (rejected["calling_ae"], rejected["host"]) == ("INTRUDER", "127.0.0.1")
