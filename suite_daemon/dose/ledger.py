@@ -220,7 +220,7 @@ class DoseLedger:
                 state[name] = max(state.get(name, value), value)
 
     def add_sample(self, sample: DeviceSampled) -> bool:
-        """Merge a serial dose-meter sample; returns whether any total it feeds changed."""
+        """Merge a serial dose-meter sample; returns whether any meter total changed (or first appeared)."""
         if sample.kind != "dose":
             return False
         meter = self._meters.setdefault(sample.device, _Meter(driver=sample.driver))
@@ -234,6 +234,7 @@ class DoseLedger:
                 # The first segment counts from where the procedure found the counter.
                 segs.append((float(value), float(value)))
                 meter.segment_ids[quantity] = sample.segment
+                changed = True  # the total goes from "not measured" to 0
                 continue
             first, last = segs[-1]
             restarted = meter.segment_ids.get(quantity) != sample.segment

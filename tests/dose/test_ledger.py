@@ -127,8 +127,9 @@ def meter(device: str, dap: float, kerma: float, fluoro: float, segment: int = 0
 
 def test_meter_segments_and_gap_filling() -> None:
     ledger = DoseLedger()
-    for s in [meter("dap1", 1.0e-4, 0.010, 5.0), meter("dap1", 3.0e-4, 0.030, 9.0)]:
-        ledger.add_sample(s)
+    assert ledger.add_sample(meter("dap1", 1.0e-4, 0.010, 5.0))  # totals appear (0, not None)
+    assert ledger.add_sample(meter("dap1", 3.0e-4, 0.030, 9.0))
+    assert not ledger.add_sample(meter("dap1", 3.0e-4, 0.030, 9.0))
     # counter reset: a new segment starts
     for s in [meter("dap1", 0.0, 0.0, 0.0, 1), meter("dap1", 2.0e-4, 0.02, 4.0, 1)]:
         ledger.add_sample(s)
