@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from drivers.runner import components as device_components
 from suite_daemon.config import SuiteConfig
+from suite_daemon.correlator import ProcedureCorrelator
+from suite_daemon.correlator.index_store import ProcedureIndex
 from suite_daemon.daemon.component import Component
 from suite_daemon.daemon.context import DaemonContext
 from suite_daemon.dicom.receiver import DicomReceiver
 from suite_daemon.pipeline.correlation import Correlator
-from suite_daemon.pipeline.unassigned import UnassignedCorrelator
 
 
 def build_components(config: SuiteConfig) -> list[Component]:
@@ -20,4 +21,4 @@ def build_components(config: SuiteConfig) -> list[Component]:
 
 
 def build_correlator(config: SuiteConfig, ctx: DaemonContext) -> Correlator:
-    return UnassignedCorrelator()
+    return ProcedureCorrelator(config, ProcedureIndex(ctx.index_path))
