@@ -147,7 +147,8 @@ class ProcedureCorrelator:
         self.preroll.prune(now)
         if self.open is not None and now - self.open.last_activity >= self.idle_timeout:
             proc = self.open
-            self._close(proc, now, "idle_timeout", out, {
+            # Closed when the timeout ran out, not when it was noticed (a daemon down for hours).
+            self._close(proc, min(now, proc.last_activity + self.idle_timeout), "idle_timeout", out, {
                 "last_activity_at": rfc3339(proc.last_activity), "idle_timeout_s": self.idle_timeout.total_seconds()})
         for pid in sorted(self.reclose):
             proc = self.procedures.get(pid)
@@ -327,8 +328,8 @@ class ProcedureCorrelator:
             if proc.modality is None and s.get("modality") and s.get("modality") != "SR":
                 proc.modality = s["modality"]
             exposure = mr_exposure(s)
-            if not exposure.empty:
-                proc.dose.add_mr(exposure)
+            if exposure.empty or not proc.dose.add_mr(exposure):
+                return
         self._check_thresholds(proc, item.received_at, out)
 
     def _dose_sr(self, proc: Procedure, item: ImageStored, late: bool, out: Outcome) -> None:

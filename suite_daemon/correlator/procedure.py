@@ -58,10 +58,8 @@ class Procedure:
         return self.studies[0] if self.studies else None
 
     def owns(self, study_uid: str | None, accession: str | None) -> bool:
-        """Identity match: the study uid when the object has one, else the accession number."""
-        if study_uid:
-            return study_uid in self.studies
-        return bool(accession) and accession in self.accessions
+        """Identity match: the same study uid, or the same accession number."""
+        return bool(study_uid and study_uid in self.studies) or bool(accession and accession in self.accessions)
 
     def add_identity(self, study_uid: str | None, accession: str | None) -> None:
         if study_uid and study_uid not in self.studies:

@@ -111,21 +111,23 @@ class Machine:
 
 
 # --- inputs -----------------------------------------------------------------------------------------
-def image(at: datetime, study: str, *, sop: str | None = None, series: str = "1.2.3.4", accession: str | None = "A1",
+def image(at: datetime, study: str, *, sop: str | None = None, series: str = "1.2.3.4", accession: str | None = None,
           sop_class: str = CT_IMAGE, path: Path = Path("/nonexistent"), duplicate: bool = False,
           acquired: str | None = None, nbytes: int = 1000, **extra: Any) -> ImageStored:
     summary = {
         "study_instance_uid": study, "series_instance_uid": series, "sop_instance_uid": sop or generate_uid(),
         "sop_class_uid": sop_class, "modality": "SR" if sop_class in (DOSE_SR, AGENT_SR) else "CT",
-        "accession_number": accession, "acquisition_datetime": acquired, "content_datetime": None, "bytes": nbytes,
+        "accession_number": accession or f"A{study}", "acquisition_datetime": acquired, "content_datetime": None,
+        "bytes": nbytes,
         "is_dose_sr": sop_class == DOSE_SR, "is_agent_sr": sop_class == AGENT_SR, **extra,
     }
     return ImageStored(summary=summary, path=path, duplicate=duplicate, received_at=at)
 
 
 def mpps(at: datetime, uid: str, status: str, study: str | None, *, action: str = "create",
-         attributes: Mapping[str, Any] | None = None, accession: str | None = "A1") -> MppsReceived:
-    return MppsReceived(action, uid, status, dict(attributes or {}), study, accession, at)  # type: ignore[arg-type]
+         attributes: Mapping[str, Any] | None = None, accession: str | None = None) -> MppsReceived:
+    """The accession number defaults to `A<study uid>` (one accession per study)."""
+    return MppsReceived(action, uid, status, dict(attributes or {}), study, accession or f"A{study}", at)  # type: ignore[arg-type]
 
 
 def dose_sample(at: datetime, dap: float, *, device: str = "dap1", segment: int = 0, **values: float) -> DeviceSampled:

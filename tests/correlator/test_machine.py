@@ -45,7 +45,7 @@ def test_mpps_opens_and_completes(m: Machine) -> None:
     summary = m.summary(pid)
     assert summary["state"] == "closed" and summary["closed_at"] == "2026-11-22T10:00:10.000Z"
     assert summary["images"] == {"count": 1, "series": 1, "bytes": 1000}
-    assert summary["study_instance_uid"] == "1.1" and summary["accession_number"] == "A1"
+    assert summary["study_instance_uid"] == "1.1" and summary["accession_number"] == "A1.1"
     assert summary["dose"]["dap_total_gym2"] is None and summary["dose"]["irradiation_events"] == 0
     assert m.current()["state"] == "idle"
 
@@ -86,6 +86,15 @@ def test_operator_open_then_first_object_names_the_study(m: Machine) -> None:
     m.feed(image(m.at(3), "3.3"))
     assert m.pids() == [pid]
     assert m.summary(pid)["study_instance_uid"] == "3.3"
+
+
+def test_operator_open_by_accession_then_objects_attach(m: Machine) -> None:
+    m.feed(command(m.at(0), "open", "o1", accession_number="ACC7"))
+    m.feed(mpps(m.at(1), "9.1", "IN PROGRESS", "4.4", accession="ACC7"))
+    m.feed(image(m.at(2), "4.4", accession="ACC7"))
+    [pid] = m.pids()
+    m.tick(5)
+    assert m.summary(pid)["study_instance_uid"] == "4.4" and m.summary(pid)["images"]["count"] == 1
 
 
 def test_operator_errors_are_answered_and_audited(m: Machine) -> None:
@@ -276,6 +285,7 @@ def test_restart_measures_idle_from_saved_activity(tmp_path: Path) -> None:
     m.tick()
     assert m.summary(pid)["state"] == "closed"
     assert m.of(pid, "procedure.closed")[0].data["last_activity_at"] == "2026-11-22T10:00:00.000Z"
+    assert m.summary(pid)["closed_at"] == "2026-11-22T10:10:00.000Z"  # when the timeout ran out, not noticed
 
 
 def test_restart_keeps_late_reclose(tmp_path: Path) -> None:
