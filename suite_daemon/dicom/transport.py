@@ -90,6 +90,8 @@ class LeanDUL(DULServiceProvider):
         os.set_blocking(self._wake_r, False)
         self._pipe_open = True
         self._sent_directly = False
+        self._sleeping = False
+        self._readable = False
 
     def send_pdu(self, primitive: Any) -> None:
         super().send_pdu(primitive)
@@ -100,7 +102,7 @@ class LeanDUL(DULServiceProvider):
         self._wake()
 
     def _wake(self) -> None:
-        if self._pipe_open:
+        if self._pipe_open and self._sleeping:
             with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"\0")
 
@@ -166,15 +168,32 @@ class LeanDUL(DULServiceProvider):
             self._sleep_briefly()
             return
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            self._readable = True
             return
+        # `_wake` writes to the pipe only while we sleep: flag first, then look at the queue once more.
+        self._sleeping = True
         try:
+            if self.to_provider_queue.queue:
+                return
             readable, _, _ = select.select([sock, self._wake_r], [], [], _IDLE_WAIT_S)
         except (OSError, ValueError):
             self._sleep_briefly()
             return
+        finally:
+            self._sleeping = False
         if self._wake_r in readable:
             with contextlib.suppress(OSError):
                 os.read(self._wake_r, 4096)
+        self._readable = sock in readable
+
+    def _is_transport_event(self) -> bool:
+        # After a select that saw data, read without asking the socket again (the state machine's Sta13
+        # handling and TLS stay with pynetdicom's check).
+        if self._readable and self.state_machine.current_state != "Sta13":
+            self._readable = False
+            self._read_pdu_data()
+            return True
+        return bool(super()._is_transport_event())
 
     def _sleep_briefly(self) -> None:
         with contextlib.suppress(OSError):
