@@ -8,6 +8,7 @@ times), and the only I/O is reading a received dose or agent SR file, through in
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -53,6 +54,7 @@ log = structlog.get_logger(__name__)
 MAX_CLOSED_HELD = 50
 """Closed procedures kept whole (ledgers and all) for late arrivals; older ones keep only their studies."""
 MAX_EVICTED_STUDIES = 5000
+MAX_PREPARED = 64
 FINAL_MPPS = frozenset({"COMPLETED", "DISCONTINUED"})
 META_KEY = "correlator"
 PROC_PREFIX = "procedure/"
@@ -103,6 +105,40 @@ class ProcedureCorrelator:
         self._forced: set[str] = set()
         self._meta_changed = False
         self._current_changed = False
+        self._parsed: dict[Path, object] = {}
+        self._parsed_lock = threading.Lock()
+
+    # ==============================================================================================
+    # optional: parsing off the event loop
+    # ==============================================================================================
+    def prepare(self, item: Input) -> None:
+        """Parse a received dose or agent SR ahead of `handle`, from a worker thread (thread-safe), so the
+        pipeline's loop is not blocked by a large file: `await asyncio.to_thread(correlator.prepare, item)`.
+        Without it, `handle` parses the file itself."""
+        if not isinstance(item, ImageStored) or item.duplicate:
+            return
+        reader: Callable[[Path], object] | None = (
+            self.read_rdsr if item.summary.get("is_dose_sr") else
+            self.read_agent_sr if item.summary.get("is_agent_sr") else None)
+        if reader is None:
+            return
+        try:
+            result: object = reader(item.path)
+        except Exception as exc:
+            result = exc
+        with self._parsed_lock:
+            self._parsed[item.path] = result
+            while len(self._parsed) > MAX_PREPARED:
+                del self._parsed[next(iter(self._parsed))]
+
+    def _read(self, reader: Callable[[Path], Any], path: Path) -> Any:
+        with self._parsed_lock:
+            result = self._parsed.pop(path, None)
+        if result is None:
+            return reader(path)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     # ==============================================================================================
     # the Correlator protocol
@@ -334,7 +370,7 @@ class ProcedureCorrelator:
 
     def _dose_sr(self, proc: Procedure, item: ImageStored, late: bool, out: Outcome) -> None:
         try:
-            report = self.read_rdsr(item.path)
+            report: DoseReport = self._read(self.read_rdsr, item.path)
         except Exception as exc:  # a bad file is recorded, never fatal; the stored file stays in the spool
             self._parse_failed(proc, item, "dose_report_unreadable", exc, out)
             return
@@ -350,7 +386,7 @@ class ProcedureCorrelator:
 
     def _agent_sr(self, proc: Procedure, item: ImageStored, late: bool, out: Outcome) -> None:
         try:
-            report = self.read_agent_sr(item.path)
+            report: InjectionReport = self._read(self.read_agent_sr, item.path)
         except Exception as exc:
             self._parse_failed(proc, item, "injection_report_unreadable", exc, out)
             return

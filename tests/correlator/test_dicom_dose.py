@@ -130,3 +130,25 @@ def test_mr_sar_maximum_and_alert(tmp_path: Path) -> None:
     [pid] = m.pids()
     assert m.summary(pid)["dose"]["sar_max_wkg"] == pytest.approx(2.5)
     assert [e.data["kind"] for e in m.of(pid, "alert")] == ["sar_threshold"]
+
+
+def test_prepare_parses_once_off_the_loop(tmp_path: Path) -> None:
+    from suite_daemon.correlator import ProcedureCorrelator
+    from suite_daemon.dose.rdsr import parse_rdsr
+
+    study = Study()
+    path = save(build_ct_rdsr([CtEvent(generate_uid(), 2.0, 30.0)], study), tmp_path / "r.dcm")
+    calls: list[Path] = []
+
+    def reader(p: Path):  # type: ignore[no-untyped-def]
+        calls.append(p)
+        return parse_rdsr(p)
+
+    m = Machine(config(tmp_path))
+    m.correlator = ProcedureCorrelator(m.cfg, read_rdsr=reader)
+    item = image(m.at(0), study.study_uid, sop_class=DOSE_SR, path=path)
+    m.correlator.prepare(item)  # what the pipeline would run in a worker thread
+    m.feed(item)
+    [pid] = m.pids()
+    assert calls == [path]
+    assert m.summary(pid)["dose"]["dlp_total_mgycm"] == pytest.approx(30.0)
