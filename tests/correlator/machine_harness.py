@@ -111,13 +111,14 @@ class Machine:
 
 
 # --- inputs -----------------------------------------------------------------------------------------
-def image(at: datetime, study: str, *, sop: str | None = None, series: str = "1.2.3.4", accession: str | None = None,
+def image(at: datetime, study: str, *, sop: str | None = None, series: str = "1.2.3.4", accession: str | None = "auto",
           sop_class: str = CT_IMAGE, path: Path = Path("/nonexistent"), duplicate: bool = False,
           acquired: str | None = None, nbytes: int = 1000, **extra: Any) -> ImageStored:
     summary = {
         "study_instance_uid": study, "series_instance_uid": series, "sop_instance_uid": sop or generate_uid(),
         "sop_class_uid": sop_class, "modality": "SR" if sop_class in (DOSE_SR, AGENT_SR) else "CT",
-        "accession_number": accession or f"A{study}", "acquisition_datetime": acquired, "content_datetime": None,
+        "accession_number": f"A{study}" if accession == "auto" else accession,
+        "acquisition_datetime": acquired, "content_datetime": None,
         "bytes": nbytes,
         "is_dose_sr": sop_class == DOSE_SR, "is_agent_sr": sop_class == AGENT_SR, **extra,
     }
@@ -125,9 +126,10 @@ def image(at: datetime, study: str, *, sop: str | None = None, series: str = "1.
 
 
 def mpps(at: datetime, uid: str, status: str, study: str | None, *, action: str = "create",
-         attributes: Mapping[str, Any] | None = None, accession: str | None = None) -> MppsReceived:
+         attributes: Mapping[str, Any] | None = None, accession: str | None = "auto") -> MppsReceived:
     """The accession number defaults to `A<study uid>` (one accession per study)."""
-    return MppsReceived(action, uid, status, dict(attributes or {}), study, accession or f"A{study}", at)  # type: ignore[arg-type]
+    accession = f"A{study}" if accession == "auto" else accession
+    return MppsReceived(action, uid, status, dict(attributes or {}), study, accession, at)  # type: ignore[arg-type]
 
 
 def dose_sample(at: datetime, dap: float, *, device: str = "dap1", segment: int = 0, **values: float) -> DeviceSampled:

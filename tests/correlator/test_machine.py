@@ -309,3 +309,65 @@ def test_index_rows_written_after_commit(tmp_path: Path) -> None:
     rows = StateStore(tmp_path).procedures()
     assert [p.state for p in rows] == ["open", "closed"]
     assert rows[1].summary["images"]["count"] == 1
+
+
+def test_object_without_identity_goes_to_the_open_procedure_or_daemon_stream(m: Machine) -> None:
+    m.feed(image(m.at(0), "", accession=None))
+    assert m.pids() == [] and [e.type for e in m.of(None)] == ["image.received"]
+    m.feed(image(m.at(1), "1.1"))
+    m.feed(image(m.at(2), "", accession=None))
+    [pid] = m.pids()
+    assert len(m.of(pid, "image.received")) == 2
+
+
+def test_unreadable_saved_state_is_an_alert_and_the_daemon_continues(tmp_path: Path) -> None:
+    m = Machine(config(tmp_path))
+    m.feed(image(m.at(0), "1.1"))
+    [pid] = m.pids()
+    m.state[f"procedure/{pid}"] = "{not json"
+    m.restart()
+    [alert] = [e for e in m.of(None) if e.type == "alert"]
+    assert alert.data["kind"] == "correlator_state_unreadable" and alert.data["level"] == "critical"
+    assert m.current()["state"] == "idle"
+    m.feed(image(m.at(5), "2.2"))
+    assert len(m.pids()) == 2
+
+
+def test_malformed_mpps_dose_attributes_are_an_alert(m: Machine) -> None:
+    m.feed(mpps(m.at(0), "9.1", "IN PROGRESS", "1.1", attributes={"00400300": {"vr": "XX", "Value": "bad"}}))
+    [pid] = m.pids()
+    kinds = [e.data["kind"] for e in m.of(pid, "alert")]
+    assert kinds == ["mpps_dose_unreadable"]
+    assert m.types(pid) == ["procedure.opened", "alert", "dose.report"]
+
+
+def test_late_mpps_completion_after_a_new_study_opened(m: Machine) -> None:
+    m.feed(mpps(m.at(0), "9.1", "IN PROGRESS", "1.1"))
+    m.feed(image(m.at(10), "2.2"))
+    m.feed(mpps(m.at(20), "9.1", "COMPLETED", "1.1", action="set"))
+    first, second = m.pids()
+    assert m.of(first, "dose.report")[-1].data["late"] is True
+    assert m.current()["procedure_id"] == second
+    m.tick(21)
+    assert m.types(first)[-1] == "procedure.closed" and m.summary(first)["mpps"][0]["status"] == "COMPLETED"
+
+
+def test_pump_phases_status_and_raw_frames(m: Machine) -> None:
+    from suite_daemon.events import DeviceNoticed, DeviceStatusChanged
+
+    m.feed(DeviceNoticed("rec1", "recorder", "raw", {"frame": "abc"}, m.at(0)))
+    m.feed(image(m.at(1), "1.1"))
+    [pid] = m.pids()
+    m.feed(DeviceStatusChanged("pump1", "newera-pump", "connected", time=m.at(2)))
+    m.feed(pump_sample(m.at(3), 0.0))
+    m.feed(DeviceNoticed("pump1", "newera-pump", "phase", {"state": "infusing"}, m.at(4)))
+    m.feed(pump_sample(m.at(5), 4.0))
+    m.feed(DeviceNoticed("pump1", "newera-pump", "phase", {"state": "stopped"}, m.at(6)))
+    m.feed(DeviceNoticed("rec1", "recorder", "raw", {"frame": "def"}, m.at(7)))
+    m.tick(10)
+    assert [n for n, e, _ in m.journal if e == "device.raw"] == ["unassigned", pid]
+    assert len(m.of(pid, "injection.phase")) == 2
+    summary = m.summary(pid)
+    assert summary["injection"]["volume_total_ml"] == pytest.approx(4.0) and summary["injection"]["phases"] == 1
+    [pump] = summary["devices"]
+    assert pump["state"] == "connected" and pump["kind"] == "injection" and pump["samples"] == 2
