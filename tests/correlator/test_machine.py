@@ -371,3 +371,19 @@ def test_pump_phases_status_and_raw_frames(m: Machine) -> None:
     assert summary["injection"]["volume_total_ml"] == pytest.approx(4.0) and summary["injection"]["phases"] == 1
     [pump] = summary["devices"]
     assert pump["state"] == "connected" and pump["kind"] == "injection" and pump["samples"] == 2
+
+
+def test_summary_has_the_contract_shape(m: Machine) -> None:
+    m.feed(image(m.at(0), "1.1"))
+    [pid] = m.pids()
+    summary = m.summary(pid)
+    contract = {"schema", "procedure_id", "state", "opened_at", "closed_at", "study_instance_uid", "accession_number",
+                "modality", "images", "dose", "injection", "alerts", "devices", "time"}
+    assert contract <= set(summary) and summary["schema"] == 1
+    assert set(summary["images"]) == {"count", "series", "bytes"}
+    assert {"dap_total_gym2", "air_kerma_total_gy", "fluoro_time_s", "ctdivol_max_mgy", "dlp_total_mgycm",
+            "irradiation_events", "sources"} <= set(summary["dose"])
+    assert {"volume_total_ml", "peak_flow_mlps", "peak_pressure_kpa", "phases"} <= set(summary["injection"])
+    assert summary["injection"]["volume_total_ml"] is None and summary["injection"]["phases"] == 0
+    assert summary["dose"]["sources"] == [] and summary["alerts"] == [] and summary["devices"] == []
+    assert ID_RE.match(summary["procedure_id"]) and summary["time"].endswith("Z")
