@@ -19,7 +19,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
 from suite_daemon.dicom.part10 import clean_uid, encode_file_meta
-from suite_daemon.dicom.spool import Spool, SpoolStream, StreamWriter
+from suite_daemon.dicom.spool import Spool, SpoolStream
 
 _ELEMENT = struct.Struct("<HHI")
 _US = struct.Struct("<H")
@@ -110,10 +110,9 @@ class LeanDIMSE(DIMSEServiceProvider):
         self._store: C_STORE | None = None
         self._store_data = BytesIO()
         self._stream: SpoolStream | None = None
-        self._writer: StreamWriter | None = None
 
     def close(self) -> None:
-        """The association is over: drop a half-received object's file, stop the writer."""
+        """The association is over: drop the files of objects received but never answered."""
         if self._stream is not None:
             self._stream.discard()
             self._stream = None
@@ -121,9 +120,6 @@ class LeanDIMSE(DIMSEServiceProvider):
             stream = getattr(request, "suite_stream", None)
             if stream is not None and not stream.committed:
                 stream.discard()
-        if self._writer is not None:
-            self._writer.stop()
-            self._writer = None
 
     def _open_stream(self, request: C_STORE, context_id: int) -> None:
         """A data set spanning several PDUs is written to its spool file while it arrives."""
@@ -141,9 +137,6 @@ class LeanDIMSE(DIMSEServiceProvider):
             stream = spool.open_stream(head)
         except OSError:
             return  # the handler writes the file itself and reports what fails
-        if self._writer is None:
-            self._writer = StreamWriter()
-        stream.attach(self._writer)
         request.suite_stream = stream  # type: ignore[attr-defined]
         self._stream = stream
 
@@ -185,7 +178,13 @@ class LeanDIMSE(DIMSEServiceProvider):
         pdata = P_DATA()
         pdata.presentation_data_value_list = []
         pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
-        self.dul.send_pdu(pdata)
+        dul = self.dul
+        if dul.state_machine.current_state == "Sta6" and not dul.to_provider_queue.queue and dul.socket is not None:
+            # DT-1 (send P-DATA-TF, stay in Sta6) from this thread: no hand-over to the DUL thread and back.
+            # The socket serialises sends; a failed send queues Evt17 for the DUL as pynetdicom's does.
+            dul.socket.send(encode_p_data_tf(pdata))
+            return
+        dul.send_pdu(pdata)
 
 
 def encode_p_data_tf(primitive: P_DATA) -> bytes:

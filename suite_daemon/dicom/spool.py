@@ -150,41 +150,25 @@ class Spool:
 
 
 class SpoolStream:
-    """A temporary spool file written by a `StreamWriter` thread, chunk by chunk, in arrival order."""
+    """A temporary spool file written chunk by chunk while the data set arrives (by the DUL thread)."""
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
         self.fd = fd
         self.error: OSError | None = None
-        self._pending = 0
-        self._cv = threading.Condition()
-        self._writer: StreamWriter | None = None
-        self._closed = False
         self.committed = False
-
-    def attach(self, writer: StreamWriter) -> None:
-        self._writer = writer
+        self._closed = False
 
     def feed(self, chunk: bytes | memoryview) -> None:
-        if self._writer is None:
-            _write_all(self.fd, (chunk,))  # not attached yet: the head, written inline
+        if self.error is not None:
             return
-        with self._cv:
-            self._pending += 1
-        self._writer.put(self, chunk)
-
-    def _written(self, error: OSError | None) -> None:
-        with self._cv:
-            self._pending -= 1
-            if error is not None and self.error is None:
-                self.error = error
-            self._cv.notify_all()
+        try:
+            _write_all(self.fd, (chunk,))
+        except OSError as exc:  # e.g. disk full: reported when the store is answered
+            self.error = exc
 
     def wait(self) -> None:
-        """Until every chunk fed so far is written; raises the first write error."""
-        with self._cv:
-            while self._pending:
-                self._cv.wait()
+        """Raise the first write error, if any."""
         if self.error is not None:
             raise self.error
 
@@ -194,37 +178,9 @@ class SpoolStream:
             os.close(self.fd)
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self.wait()
         self.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
-
-
-class StreamWriter:
-    """One thread writing streamed chunks to their files, so receiving and writing overlap."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[SpoolStream, bytes | memoryview] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="dicom-stream-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, stream: SpoolStream, chunk: bytes | memoryview) -> None:
-        self._queue.put((stream, chunk))
-
-    def stop(self) -> None:
-        self._queue.put(None)
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            stream, chunk = item
-            error: OSError | None = None
-            if stream.error is None:
-                try:
-                    _write_all(stream.fd, (chunk,))
-                except OSError as exc:
-                    error = exc
-            stream._written(error)
 
 
 def _write_all(fd: int, chunks: tuple[bytes | memoryview, ...]) -> None:

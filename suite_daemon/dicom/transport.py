@@ -44,6 +44,18 @@ _PDV_HEADER = struct.Struct(">LB")
 
 
 class LeanSocket(AssociationSocket):
+    """Large `recv_into` reads with TCP_QUICKACK re-armed; sends serialised (two threads may send)."""
+
+    _send_lock = threading.Lock()  # replaced per instance in __init__
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._send_lock = threading.Lock()
+
+    def send(self, bytestream: bytes) -> None:
+        with self._send_lock:
+            super().send(bytestream)
+
     def recv(self, nr_bytes: int) -> bytearray:
         sock = cast(socket.socket, self.socket)
         buf = bytearray(nr_bytes)
