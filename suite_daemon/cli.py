@@ -138,6 +138,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run(_load(args), args.procedure_id, args.format, args.output)
 
 
+def cmd_procedure(args: argparse.Namespace) -> int:
+    from suite_daemon.correlator.operator_cli import cmd_procedure as run
+
+    return run(_load(args), args.action, args.study_instance_uid, args.accession_number, args.operator, args.reason,
+               args.json, args.timeout)
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     from suite_daemon.tail import tail
 
@@ -155,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "audit": cmd_audit,
         "report": cmd_report,
         "tail": cmd_tail,
+        "procedure": cmd_procedure,
     }
     handler = handlers.get(args.command)
     if handler is None:

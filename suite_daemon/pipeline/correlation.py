@@ -35,6 +35,11 @@ class Outcome:
 
 
 class Correlator(Protocol):
+    def prepare(self, item: Input) -> None:
+        """Blocking work for an input (parsing a received SR file), run in a worker thread before
+        `handle`, so the pipeline's loop never waits on it. Must be thread-safe."""
+        ...
+
     def handle(self, item: Input, now: datetime) -> Outcome: ...
 
     def tick(self, now: datetime) -> Outcome:

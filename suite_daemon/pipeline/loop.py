@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from suite_daemon.events import Alerted, Event, Input, utc_now
+from suite_daemon.events import Alerted, Event, ImageStored, Input, utc_now
 from suite_daemon.mqtt.outbox import Fill, Outbox, Route
 from suite_daemon.pipeline.conversions import alert_event
 from suite_daemon.pipeline.correlation import Correlator, Outcome
@@ -70,6 +70,8 @@ class Pipeline:
                 batch.append(await asyncio.wait_for(self.inputs.get(), max(0.0, next_tick - loop.time())))
             while batch and len(batch) < MAX_BATCH and not self.inputs.empty():
                 batch.append(self.inputs.get_nowait())
+            if any(isinstance(item, ImageStored) for item, _ in batch):
+                await asyncio.to_thread(self._prepare, batch)
             outcome = Outcome()
             now = utc_now()
             for item, _ in batch:
@@ -79,6 +81,14 @@ class Pipeline:
                 outcome.extend(self.correlator.tick(now))
                 next_tick = loop.time() + TICK_S
             await self._commit(outcome, [done for _, done in batch if done is not None])
+
+    def _prepare(self, batch: list[Submission]) -> None:
+        for item, _ in batch:
+            if isinstance(item, ImageStored):
+                try:
+                    self.correlator.prepare(item)
+                except Exception:
+                    log.exception("correlator_prepare_failed")  # `handle` tries again and reports it
 
     def _handle(self, item: Input | Outcome, now: Any) -> Outcome:
         if isinstance(item, Outcome):

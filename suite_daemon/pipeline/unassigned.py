@@ -25,6 +25,9 @@ from suite_daemon.pipeline.correlation import Outcome
 
 
 class UnassignedCorrelator:
+    def prepare(self, item: Input) -> None:
+        pass
+
     def startup(self, now: datetime, state: Mapping[str, str]) -> Outcome:
         return Outcome()
 
