@@ -1,0 +1,69 @@
+# suite-daemon: `make run` and `make test` do all set-up on a fresh Debian machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= config/suite.example.toml
+PYTEST_ARGS ?=
+
+# command:debian-package pairs the tests and `make run` need
+SYSTEM_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients storescu:dcmtk echoscu:dcmtk socat:socat
+
+.PHONY: run test lint bench soak system-tools install clean help
+
+help:
+	@echo "make run    - install into .venv and run the daemon with the example config and simulated devices"
+	@echo "make test   - install (system tools too, when root) and run the tests"
+	@echo "make lint   - ruff"
+	@echo "make bench  - DICOM receive benchmark beside DCMTK storescp (docs/performance.md)"
+	@echo "make soak   - the slow soak tests"
+
+system-tools:
+	@missing=""; \
+	for pair in $(SYSTEM_TOOLS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  if ! command -v $$cmd >/dev/null 2>&1 && [ ! -x /usr/sbin/$$cmd ]; then \
+	    case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; \
+	  fi; \
+	done; \
+	if ! $(PYTHON) -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
+	  missing="$$missing python3 python3-venv"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "missing system packages:$$missing"; \
+	    echo "install them with: sudo apt-get install$$missing   (Python >= 3.11 with venv is required)"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: system-tools $(STAMP)
+
+run: install
+	@bash scripts/run-example.sh $(CONFIG)
+
+test: install
+	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+
+soak: install
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python bench/store_bench.py
+
+clean:
+	rm -rf $(VENV) run .pytest_cache .ruff_cache
