@@ -8,7 +8,7 @@ CONFIG ?= config/suite.example.toml
 PYTEST_ARGS ?=
 
 # command:debian-package pairs the tests and `make run` need
-SYSTEM_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients storescu:dcmtk echoscu:dcmtk socat:socat
+SYSTEM_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients storescu:dcmtk echoscu:dcmtk socat:socat openssl:openssl
 
 .PHONY: run test lint bench soak system-tools install clean help
 

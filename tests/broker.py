@@ -31,7 +31,8 @@ class Mosquitto:
     """Sessions and queued messages of persistent subscribers are saved every second, so a
     subscriber with `clean_session=False` misses nothing across a broker restart."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "",
+                 anonymous: bool = True) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.workdir = workdir
@@ -39,7 +40,7 @@ class Mosquitto:
         self.log = workdir / "mosquitto.log"
         self.conf.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+            f"allow_anonymous {'true' if anonymous else 'false'}\n"
             # started as root, mosquitto would switch to its own user and could not write here
             "user root\n"
             "persistence true\n"
@@ -48,6 +49,7 @@ class Mosquitto:
             "max_queued_messages 1000000\n"
             "max_inflight_messages 100\n"
             f"log_dest file {self.log}\n"
+            + extra_conf
         )
         self.process: subprocess.Popen[bytes] | None = None
 
