@@ -69,6 +69,12 @@ class MppsService:
         if result != SUCCESS:
             return result, None
         log.info("dicom_mpps_created", mpps_uid=uid, calling_ae=where["calling_ae"])
+        if not clean_uid(event.request.AffectedSOPInstanceUID):
+            # The SCU left the UID to us: pynetdicom returns it in the response's Affected SOP Instance UID.
+            response = Dataset()
+            response.update(attrs)
+            response.AffectedSOPInstanceUID = uid
+            return SUCCESS, response
         return SUCCESS, attrs
 
     def handle_set(self, event: Any) -> tuple[int, Dataset | None]:

@@ -21,7 +21,8 @@ from suite_daemon.dicom.sop_classes import (
     IMPLICIT_LE,
 )
 
-IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1234.1"
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.8.498.60102015699339584982884350904334891414"
+"""Derived under pydicom's UID root (`generate_uid(entropy_srcs=["suite-daemon implementation class"])`)."""
 IMPLEMENTATION_VERSION_NAME = "SUITE_DAEMON_01"
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _EXPLICIT_LONG_VRS = frozenset(

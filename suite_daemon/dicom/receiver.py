@@ -17,6 +17,7 @@ from suite_daemon.config import SuiteConfig
 from suite_daemon.daemon.context import DaemonContext
 from suite_daemon.dicom.index import InstanceIndex
 from suite_daemon.dicom.mpps import MppsService
+from suite_daemon.dicom.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from suite_daemon.dicom.policy import CallerPolicy
 from suite_daemon.dicom.sop_classes import (
     MPPS,
@@ -44,6 +45,8 @@ FLUSH_INTERVAL_S = 1.0
 def build_ae(config: SuiteConfig) -> AE:
     cfg = config.dicom
     ae = AE(ae_title=cfg.ae_title)
+    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
     ae.maximum_associations = cfg.max_associations
     ae.acse_timeout = cfg.acse_timeout_s
     ae.dimse_timeout = cfg.dimse_timeout_s

@@ -39,26 +39,29 @@ DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
 
 STORAGE_TRANSFER_SYNTAXES: dict[str, str] = {
-    IMPLICIT_LE: "Implicit VR Little Endian",
     EXPLICIT_LE: "Explicit VR Little Endian",
+    IMPLICIT_LE: "Implicit VR Little Endian",
     DEFLATED_LE: "Deflated Explicit VR Little Endian",
     EXPLICIT_BE: "Explicit VR Big Endian (retired)",
-    "1.2.840.10008.1.2.4.50": "JPEG Baseline (Process 1)",
-    "1.2.840.10008.1.2.4.51": "JPEG Extended (Process 2 & 4)",
-    "1.2.840.10008.1.2.4.57": "JPEG Lossless, Non-Hierarchical (Process 14)",
     "1.2.840.10008.1.2.4.70": "JPEG Lossless, First-Order Prediction (Process 14, SV1)",
+    "1.2.840.10008.1.2.4.57": "JPEG Lossless, Non-Hierarchical (Process 14)",
     "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless",
-    "1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless",
     "1.2.840.10008.1.2.4.90": "JPEG 2000 (Lossless Only)",
-    "1.2.840.10008.1.2.4.91": "JPEG 2000",
     "1.2.840.10008.1.2.4.201": "High-Throughput JPEG 2000 (Lossless Only)",
     "1.2.840.10008.1.2.4.202": "High-Throughput JPEG 2000 with RPCL Options (Lossless Only)",
-    "1.2.840.10008.1.2.4.203": "High-Throughput JPEG 2000",
     "1.2.840.10008.1.2.5": "RLE Lossless",
+    "1.2.840.10008.1.2.4.50": "JPEG Baseline (Process 1)",
+    "1.2.840.10008.1.2.4.51": "JPEG Extended (Process 2 & 4)",
+    "1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless",
+    "1.2.840.10008.1.2.4.91": "JPEG 2000",
+    "1.2.840.10008.1.2.4.203": "High-Throughput JPEG 2000",
     "1.2.840.10008.1.2.4.100": "MPEG2 Main Profile / Main Level",
     "1.2.840.10008.1.2.4.102": "MPEG-4 AVC/H.264 High Profile / Level 4.1",
     "1.2.840.10008.1.2.4.103": "MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1",
 }
-"""Accepted as proposed and stored as received: pixel data is never decoded or transcoded."""
+"""Accepted as proposed and stored as received: pixel data is never decoded or transcoded.
 
-NON_STORAGE_TRANSFER_SYNTAXES = (IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE)
+In order of preference: when a presentation context proposes several, the first of these is chosen
+(uncompressed first, so that an SCU is never asked to compress lossily; lossless before lossy)."""
+
+NON_STORAGE_TRANSFER_SYNTAXES = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE)

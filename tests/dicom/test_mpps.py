@@ -11,7 +11,7 @@ from dicom_testdata import ROOT
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
 
@@ -116,3 +116,28 @@ async def test_create_must_be_in_progress(scp: Running) -> None:
     statuses = await asyncio.to_thread(_session, scp.port, [("create", generate_uid(prefix=ROOT), ds)])
     assert statuses == [0x0106]
     assert not scp.mpps
+
+
+async def test_create_without_uid_gets_one_from_the_scp(scp: Running) -> None:
+    def create() -> tuple[int, str | None]:
+        answered: list[str] = []
+
+        def on_response(event: Any) -> None:  # the N-CREATE-RSP command set carries the new UID
+            uid = event.message.command_set.get("AffectedSOPInstanceUID")
+            if uid:
+                answered.append(str(uid))
+
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(ModalityPerformedProcedureStep)
+        assoc = ae.associate("127.0.0.1", scp.port, ae_title=SCP_AE, evt_handlers=[(evt.EVT_DIMSE_RECV, on_response)])
+        assert assoc.is_established
+        try:
+            status, _ = assoc.send_n_create(_create_attrs(generate_uid(prefix=ROOT)), ModalityPerformedProcedureStep)
+            return int(status.Status), answered[0] if answered else None
+        finally:
+            assoc.release()
+
+    status, uid = await asyncio.to_thread(create)
+    assert status == 0 and uid
+    assert [m.sop_instance_uid for m in scp.mpps] == [uid]
+    assert _row(scp, uid)[0] == "IN PROGRESS"
