@@ -103,7 +103,11 @@ def c_store_rsp(primitive: Any) -> bytes | None:
 
 
 class LeanDIMSE(DIMSEServiceProvider):
-    """pynetdicom's DIMSE provider with the C-STORE request/response fast paths above."""
+    """pynetdicom's DIMSE provider with the C-STORE request/response fast paths above.
+
+    A complete C-STORE request is served by pynetdicom's `_serve_request` on the DUL thread that decoded
+    it (the store handler, then the response sent straight to the socket in Sta6).
+    """
 
     def __init__(self, assoc: Any) -> None:
         super().__init__(assoc)
@@ -167,7 +171,12 @@ class LeanDIMSE(DIMSEServiceProvider):
             if fragment[0] & 0x02:
                 request, self._store, self._stream = self._store, None, None
                 request.DataSet = self._store_data
-                self.msg_queue.put((request._context_id, request))  # type: ignore[arg-type]
+                if self.msg_queue.empty():
+                    # Served right here in the DUL thread: the SCU waits for this answer before sending more,
+                    # so nothing is read meanwhile, and a hand-over to the association thread is saved.
+                    self.assoc._serve_request(request, cast(int, request._context_id))
+                else:  # keep the order behind messages the association thread has not served yet
+                    self.msg_queue.put((request._context_id, request))  # type: ignore[arg-type]
                 return
 
     def send_msg(self, primitive: Any, context_id: int) -> None:
