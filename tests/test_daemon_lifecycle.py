@@ -97,3 +97,17 @@ def test_daemon_starts_and_serves_without_a_broker(daemon_factory: type, broker:
     collector.wait_for(lambda ms: any(m.topic.endswith("/status") and m.json()["state"] == "online" for m in ms), 30)
     assert daemon.stop() == 0
     collector.close()
+
+
+def test_sigkill_leaves_offline_as_the_last_will(daemon_factory: type, broker: Mosquitto) -> None:
+    daemon = daemon_factory(allowed_callers=ONLY_CT01, dicom_enabled=False)
+    status = Collector(broker.host, broker.port, f"{daemon.root}/status")
+    daemon.start()
+    status.wait_for(lambda ms: any(m.json()["state"] == "online" for m in ms))
+    daemon.kill()
+    status.wait_for(lambda ms: ms[-1].json()["state"] == "offline", 30)
+    late = Collector(broker.host, broker.port, f"{daemon.root}/status", clean=True)
+    late.wait_for(lambda ms: bool(ms))
+    assert late.messages[-1].json()["state"] == "offline" and late.messages[-1].retain
+    status.close()
+    late.close()

@@ -104,13 +104,16 @@ async def test_ten_thousand_events_survive_a_broker_outage(broker: Mosquitto, su
             await asyncio.to_thread(collector.wait_for, complete, 60)
         except TimeoutError:
             got = seqs_by_procedure(collector, root)
-            raise AssertionError(f"outbox={outbox.count} connected={publisher.connected.is_set()} "
-                                 f"received={ {p: len(set(v)) for p, v in got.items()} } expected={expected} "
-                                 f"missing={ {p: sorted(set(range(1, expected[p] + 1)) - set(v))[:20] for p, v in got.items()} }")
+            missing = {p: sorted(set(range(1, expected[p] + 1)) - set(v))[:20] for p, v in got.items()}
+            raise AssertionError(f"outbox={outbox.count} received={ {p: len(set(v)) for p, v in got.items()} } "
+                                 f"expected={expected} missing={missing}") from None
         got = seqs_by_procedure(collector, root)
         duplicates = sum(assert_complete_in_order(got[p], n) for p, n in expected.items())
-        # QoS 1 may repeat what was in flight when the broker died; never more than that window.
-        assert duplicates <= config.mqtt.max_inflight * 3
+        print(f"duplicates after the outage: {duplicates}, connections {publisher.connections}")
+        # QoS 1 may repeat what was in flight when a connection dropped (at most `max_inflight` of ours,
+        # plus what the stopping broker took without acknowledging); a repeat is seen by its seq.
+        assert publisher.connections >= 2
+        assert duplicates <= 3 * config.mqtt.max_inflight * (publisher.connections - 1)
         assert outbox.count == 0
     finally:
         pipeline.stop()

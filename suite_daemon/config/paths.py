@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -12,7 +13,8 @@ _base_dir: ContextVar[Path | None] = ContextVar("config_base_dir", default=None)
 
 def resolve_path(value: Path) -> Path:
     value = value.expanduser()
-    return value if value.is_absolute() else ((_base_dir.get() or Path.cwd()) / value)
+    absolute = value if value.is_absolute() else ((_base_dir.get() or Path.cwd()) / value)
+    return Path(os.path.normpath(absolute))
 
 
 @contextmanager

@@ -71,8 +71,10 @@ class Publisher:
         self._client: aiomqtt.Client | None = None
         self._acked: list[int] = []
         self._inflight: set[asyncio.Task[None]] = set()
-        self._stopping = False
+        self._lost = False
         self.connected = asyncio.Event()
+        self.connections = 0
+        """Successful connections so far (each loss may repeat up to `max_inflight` messages)."""
 
     # -- called by the rest of the daemon --------------------------------------------------
 
@@ -136,6 +138,7 @@ class Publisher:
         await client.publish(topics.status(self.root), status_payload("online", self.started_at), qos=1, retain=True)
         await client.subscribe(topics.command_filter(self.root), qos=1)
         self.connected.set()
+        self.connections += 1
         log.info("broker_connected", host=self.config.mqtt.host, port=self.config.mqtt.port, backlog=self.outbox.count)
         self.on_state("broker connected")
         async with asyncio.TaskGroup() as group:
@@ -145,8 +148,12 @@ class Publisher:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         limit = asyncio.Semaphore(self.config.mqtt.max_inflight)
+        self._lost = False
         cursor = 0
         while True:
+            if self._lost:
+                # Stop feeding a dead connection; the connection loop replays from the oldest unacked.
+                raise aiomqtt.MqttError("connection lost while publishing")
             self._wake.clear()
             rows = self.outbox.pending(cursor, self.config.mqtt.max_inflight)
             if not rows:
@@ -154,6 +161,9 @@ class Publisher:
                 continue
             for row in rows:
                 await limit.acquire()
+                if self._lost:
+                    limit.release()
+                    break
                 task = asyncio.create_task(self._publish(client, row, limit))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
@@ -165,7 +175,8 @@ class Publisher:
             await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=60)
             self._acked.append(row.id)
         except aiomqtt.MqttError:
-            pass  # the connection loop notices; the row stays in the outbox and is sent again
+            self._lost = True  # the row stays in the outbox and is sent again after the reconnect
+            self._wake.set()
         finally:
             limit.release()
 
