@@ -199,13 +199,26 @@ class LeanDUL(DULServiceProvider):
         self._readable = sock in readable
 
     def _is_transport_event(self) -> bool:
-        # After a select that saw data, read without asking the socket again (the state machine's Sta13
-        # handling and TLS stay with pynetdicom's check).
-        if self._readable and self.state_machine.current_state != "Sta13":
+        # Read only after `_wait`'s select saw data (no second readiness check per PDU); Sta13 (waiting
+        # for the connection to close) stays with pynetdicom's handling.
+        if self.state_machine.current_state == "Sta13":
+            return bool(super()._is_transport_event())
+        if self._readable:
             self._readable = False
             self._read_pdu_data()
             return True
-        return bool(super()._is_transport_event())
+        return False
+
+    def _notify_association(self) -> None:
+        """Wake the association thread only when something waits for it (a message, an ACSE primitive,
+        a state change); C-STOREs are served on this thread."""
+        if (
+            self.to_user_queue.queue
+            or self.assoc.dimse.msg_queue.queue
+            or self.state_machine.current_state != "Sta6"
+            or self._kill_thread
+        ):
+            self.activity.set()
 
     def _sleep_briefly(self) -> None:
         with contextlib.suppress(OSError):
@@ -247,12 +260,12 @@ class LeanDUL(DULServiceProvider):
                 event = self.event_queue.get(block=False)
             except queue.Empty:
                 if received:
-                    self.activity.set()
+                    self._notify_association()
                 else:
                     self._wait()
                 continue
             self.state_machine.do_action(event)
-            self.activity.set()
+            self._notify_association()
 
     def _abort_hard(self) -> None:
         # As pynetdicom does: bypass the state machine, send A-ABORT and stop both reactors.
