@@ -7,10 +7,10 @@ renames one of them into place.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import os
-import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +28,9 @@ class Spool:
         self.incoming = root / ".incoming"
         self._synced_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
-        self._pool: queue.Queue[tuple[Path, int]] = queue.Queue(maxsize=_POOL_SIZE)
+        self._pool: collections.deque[tuple[Path, int]] = collections.deque()
+        self._low = threading.Event()
+        """Set when the pool runs low: the filler then tops it up in one go (one wake-up per few stores)."""
         self._names = itertools.count()
         self._stop = threading.Event()
         self._filler: threading.Thread | None = None
@@ -46,45 +48,43 @@ class Spool:
         for tmp in self.root.rglob(f"*{_TMP_SUFFIX}"):
             tmp.unlink(missing_ok=True)
         self._stop.clear()
+        self._low.set()
         self._filler = threading.Thread(target=self._fill, name="dicom-spool-pool", daemon=True)
         self._filler.start()
 
     def close(self) -> None:
         self._stop.set()
+        self._low.set()
         if self._filler is not None:
             self._filler.join(5)
-        while True:
-            try:
-                path, fd = self._pool.get_nowait()
-            except queue.Empty:
-                break
+        while self._pool:
+            path, fd = self._pool.popleft()
             os.close(fd)
             path.unlink(missing_ok=True)
 
     def _fill(self) -> None:
         while not self._stop.is_set():
-            path = self.incoming / f"{os.getpid()}-{next(self._names)}{_TMP_SUFFIX}"
-            try:
-                fd = os.open(path, _TMP_FLAGS, 0o640)
-            except OSError:
-                self._stop.wait(1.0)  # e.g. disk full: stores create their own file (and report the error)
-                continue
-            while not self._stop.is_set():
+            self._low.wait()
+            self._low.clear()
+            while len(self._pool) < _POOL_SIZE and not self._stop.is_set():
                 try:
-                    self._pool.put((path, fd), timeout=0.5)
+                    self._pool.append(self._new_temp_file())
+                except OSError:  # e.g. disk full: stores create their own file (and report the error)
+                    self._stop.wait(1.0)
                     break
-                except queue.Full:
-                    continue
-            else:
-                os.close(fd)
-                path.unlink(missing_ok=True)
+
+    def _new_temp_file(self) -> tuple[Path, int]:
+        path = self.incoming / f"{os.getpid()}-{next(self._names)}{_TMP_SUFFIX}"
+        return path, os.open(path, _TMP_FLAGS, 0o640)
 
     def _temp_file(self) -> tuple[Path, int]:
         try:
-            return self._pool.get_nowait()
-        except queue.Empty:
-            path = self.incoming / f"{os.getpid()}-{next(self._names)}{_TMP_SUFFIX}"
-            return path, os.open(path, _TMP_FLAGS, 0o640)
+            item = self._pool.popleft()
+        except IndexError:
+            item = None
+        if len(self._pool) <= _POOL_SIZE // 2 and not self._low.is_set():
+            self._low.set()
+        return item if item is not None else self._new_temp_file()
 
     def free_mb(self) -> float:
         st = os.statvfs(self.root)
