@@ -167,6 +167,41 @@ class SuiteDaemon(Receiver):
         return [sys.executable, str(HERE / "receiver_process.py"), str(out), str(self.port)]
 
 
+class WholeDaemon(Receiver):
+    """`suite-daemon run` itself, with its event pipeline, correlator, outbox and MQTT publisher (and a
+    private Mosquitto on a free loopback port, whose own CPU is not counted)."""
+
+    name = "suite-daemon run (whole)"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.broker: subprocess.Popen[bytes] | None = None
+
+    def command(self, out: Path) -> list[str]:
+        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        broker_port = free_port()
+        conf = out / "mosquitto.conf"
+        conf.write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\nuser root\n")
+        self.broker = subprocess.Popen(
+            [mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        config = out / "suite.toml"
+        config.write_text(
+            f'[suite]\nid = "bench"\nstate_dir = "{out / "state"}"\nlog_level = "warning"\nlog_format = "json"\n\n'
+            f'[dicom]\nae_title = "SUITE_SCP"\nbind = "127.0.0.1"\nport = {self.port}\nmin_free_mb = 0\n'
+            f'max_associations = 16\nallowed_callers = [{{ae_title = "*", host = "*"}}]\n\n'
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\n'
+        )
+        return [sys.executable, "-m", "suite_daemon", "run", "--config", str(config)]
+
+    def stop(self) -> None:
+        super().stop()
+        if self.broker is not None:
+            self.broker.kill()
+            self.broker.wait()
+            self.broker = None
+
+
 class StoreScp(Receiver):
     name = "dcmtk storescp"
 
@@ -249,6 +284,9 @@ def main() -> None:
     parser.add_argument("--xa", type=int, default=None, help="XA runs of 30 frames (default 12)")
     parser.add_argument("--small", type=int, default=None, help="small objects (default 1500)")
     parser.add_argument("--with-pynetdicom", action="store_true", help="also measure stock pynetdicom storescp")
+    parser.add_argument(
+        "--whole-daemon", action="store_true", help="also measure `suite-daemon run` (pipeline, outbox, MQTT)"
+    )
     parser.add_argument("--only", default=None, help="comma-separated scenario names")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON too")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "suite-store-bench")
@@ -277,6 +315,8 @@ def main() -> None:
     receivers: list[Receiver] = [SuiteDaemon(args.workdir / "suite"), StoreScp(args.workdir / "storescp")]
     if args.with_pynetdicom:
         receivers.append(PynetdicomStoreScp(args.workdir / "pynetdicom"))
+    if args.whole_daemon:
+        receivers.insert(1, WholeDaemon(args.workdir / "daemon"))
     results: list[Result] = []
     for scenario in scenarios:
         files = corpus[scenario.corpus][: scenario.count]
