@@ -31,7 +31,6 @@ EVENT_TYPES = frozenset(
         "association.rejected",
         "daemon.started",
         "daemon.stopping",
-        "component.failed",
     }
 )
 

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 class Component(Protocol):
     name: str
-    """Unique, used in logs, STATUS= and `component.failed` events (e.g. `dicom`, `device:dap1`)."""
+    """Unique, used in logs, STATUS= and `component_failed` alerts (e.g. `dicom`, `device:dap1`)."""
     critical: bool
     """The watchdog is only fed while every critical component runs; READY waits for them to start."""
 

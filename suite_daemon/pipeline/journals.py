@@ -13,7 +13,7 @@ from suite_daemon.events import Event
 
 log = structlog.get_logger(__name__)
 
-DAEMON_LEVEL = frozenset({"association.rejected", "daemon.started", "daemon.stopping", "component.failed"})
+DAEMON_LEVEL = frozenset({"association.rejected", "daemon.started", "daemon.stopping"})
 SYNC_ON = frozenset({"procedure.opened", "procedure.closed", "daemon.started", "daemon.stopping"})
 """State changes are fsynced at once; everything else within the journal's fsync interval (1 s)."""
 
