@@ -110,10 +110,10 @@ async def test_ten_thousand_events_survive_a_broker_outage(broker: Mosquitto, su
         got = seqs_by_procedure(collector, root)
         duplicates = sum(assert_complete_in_order(got[p], n) for p, n in expected.items())
         print(f"duplicates after the outage: {duplicates}, connections {publisher.connections}")
-        # QoS 1 may repeat what was in flight when a connection dropped (at most `max_inflight` of ours,
-        # plus what the stopping broker took without acknowledging); a repeat is seen by its seq.
+        # QoS 1 may repeat what was in flight when a connection dropped: at most `max_inflight` messages
+        # per lost connection, each seen by its repeated seq.
         assert publisher.connections >= 2
-        assert duplicates <= 3 * config.mqtt.max_inflight * (publisher.connections - 1)
+        assert duplicates <= config.mqtt.max_inflight * (publisher.connections - 1)
         assert outbox.count == 0
     finally:
         pipeline.stop()

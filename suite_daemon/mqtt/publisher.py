@@ -71,6 +71,7 @@ class Publisher:
         self._client: aiomqtt.Client | None = None
         self._acked: list[int] = []
         self._inflight: set[asyncio.Task[None]] = set()
+        self._ack_writes: set[asyncio.Future[None]] = set()
         self._lost = False
         self.connected = asyncio.Event()
         self.connections = 0
@@ -188,7 +189,12 @@ class Publisher:
     async def _write_acks(self) -> None:
         if self._acked:
             ids, self._acked = self._acked, []
-            await self.outbox.ack(ids)
+            # Shielded: a cancelled connection must not cancel a queued delete, or acknowledged
+            # messages would be sent again after the reconnect.
+            write = asyncio.ensure_future(self.outbox.ack(ids))
+            self._ack_writes.add(write)
+            write.add_done_callback(self._ack_writes.discard)
+            await asyncio.shield(write)
 
     async def _abandon_inflight(self) -> None:
         for task in list(self._inflight):
@@ -196,6 +202,8 @@ class Publisher:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self._write_acks()
+        if self._ack_writes:
+            await asyncio.gather(*self._ack_writes)
 
     async def _receive_commands(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
