@@ -227,7 +227,7 @@ def sections(data: ReportData) -> list[Section]:
         ["Source", "DAP (Gy·cm²)", "Air kerma (mGy)", "Fluoro (s)", "CTDIvol (mGy)", "DLP (mGy·cm)", "Events"],
     )
     by_source = Section(
-        "Dose readings by source (last cumulative value in the journal)",
+        "Dose readings by source (journal; a meter counted from its first reading in the procedure)",
         [
             [
                 source,

@@ -177,18 +177,34 @@ class Timeline:
 
 
 class _DoseSeries:
-    """Adds up counter segments: a meter that restarts (higher `segment`) continues from its last total."""
+    """A cumulative quantity of one source.
 
-    def __init__(self) -> None:
+    A meter's counter (`counter=True`, from `dose.sample`) runs on from before the procedure, so it is counted as
+    the daemon's dose ledger counts it (docs/dose.md): from its first reading in the procedure, and after a
+    restart (a higher `segment`, or a counter that went down) from zero, continuing the total. Values of reports
+    are already the procedure's totals and are kept as they are.
+    """
+
+    def __init__(self, counter: bool = False) -> None:
         self.points: list[tuple[datetime, float]] = []
+        self.counter = counter
         self.segment: int | None = None
         self.offset = 0.0
+        self.last_raw: float | None = None
 
     def add(self, time: datetime, value: float, segment: Any) -> None:
-        if isinstance(segment, int) and self.segment is not None and segment > self.segment and self.points:
-            self.offset = self.points[-1][1]
-        if isinstance(segment, int):
+        segment = segment if isinstance(segment, int) and not isinstance(segment, bool) else None
+        if self.counter and self.last_raw is None:
+            self.offset = -value
+        elif self.points:
+            restarted = segment is not None and self.segment is not None and segment > self.segment
+            if self.counter and self.last_raw is not None and value < self.last_raw:
+                restarted = True
+            if restarted:
+                self.offset = self.points[-1][1]
+        if segment is not None:
             self.segment = segment
+        self.last_raw = value
         self.points.append((time, value + self.offset))
 
 
@@ -269,7 +285,7 @@ def build_timeline(records: list[Mapping[str, Any]], summary: Mapping[str, Any] 
             for quantity in QUANTITIES:
                 value = find_quantity(values, quantity)
                 if value is not None:
-                    series = dose.setdefault(quantity, {}).setdefault(source, _DoseSeries())
+                    series = dose.setdefault(quantity, {}).setdefault(source, _DoseSeries(event == "dose.sample"))
                     series.add(time, value, values.get("segment"))
         elif event == "image.received":
             timeline.images.append(time)

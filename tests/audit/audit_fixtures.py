@@ -159,7 +159,7 @@ def write_fluoro_procedure(root: Path, procedure_id: str = "20261122-0001") -> d
                         "B": {"dap_total_gym2": 0.00018, "air_kerma_total_gy": 0.45, "fluoro_time_s": 112.0},
                     },
                 },
-                {"source": "meter", "device": "dap1", "driver": "ptw-diamentor", "dap_total_gym2": 0.00064},
+                {"source": "meter", "device": "dap1", "driver": "ptw-diamentor", "dap_total_gym2": 0.000638},
             ],
             "totals_from": {"dap_total_gym2": "rdsr", "air_kerma_total_gy": "rdsr", "fluoro_time_s": "rdsr"},
         },

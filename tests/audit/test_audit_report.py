@@ -44,8 +44,9 @@ def test_json_report_content(populated: State, tmp_path: Path) -> None:
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["summary"]["injection"]["volume_total_ml"] == 80.0
     by_source = report["dose_by_source"]
-    assert by_source["dap1"]["dap_gym2"] == pytest.approx(0.00064)
-    assert by_source["dap1"]["air_kerma_gy"] == pytest.approx(1.6)
+    # a meter counts from its first reading (2e-6 Gy·m², 5 mGy), as the daemon's ledger totals it
+    assert by_source["dap1"]["dap_gym2"] == pytest.approx(0.000638)
+    assert by_source["dap1"]["air_kerma_gy"] == pytest.approx(1.595)
     assert by_source["rdsr"]["dap_gym2"] == pytest.approx(0.00068)
     assert by_source["dap1"]["readings"] == 59
     assert [p["label"] for p in report["injection_phases"]] == ["contrast", "saline"]
@@ -153,7 +154,8 @@ def test_timeline_adds_meter_segments_and_places_phases() -> None:
         rec(60, "procedure.closed", {}),
     ]
     timeline = build_timeline(records, {"clock_offset_s": -1.5})
-    assert [v for _, v in timeline.dose["dap_gym2"]["m"]] == pytest.approx([1e-4, 2e-4, 2.5e-4])
+    # counted from the first reading; after the restart from zero, continuing the total
+    assert [v for _, v in timeline.dose["dap_gym2"]["m"]] == pytest.approx([0.0, 1e-4, 1.5e-4])
     contrast, saline = timeline.phases
     assert (contrast.end - contrast.start).total_seconds() == 8
     assert saline.end == T0 + timedelta(seconds=50) and (saline.end - saline.start).total_seconds() == 5
@@ -185,3 +187,23 @@ def test_timeline_reads_injector_report_and_pump_phase_shapes() -> None:
     assert first.start == end - timedelta(seconds=25)
     assert second.events == ["pressure_limit"]
     assert (third.label, third.source, third.start, third.end) == ("infusing", "pump1", T0, T0 + timedelta(seconds=20))
+
+
+def _at(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat()
+
+
+def test_meter_series_agrees_with_the_summary_total() -> None:
+    """A meter whose counter ran on from earlier procedures: the report's reading is the procedure's share
+    (last minus first reading), which is what the summary's meter total says, not the raw counter."""
+    records = [{"time": _at(0), "event": "procedure.opened", "data": {}}]
+    for i, raw in enumerate((2.721e-4, 2.821e-4, 2.921e-4, 6.415e-4)):
+        data = {"device": "dap1", "driver": "ptw-diamentor", "values": {"dap_gym2": raw}, "segment": 0}
+        records.append({"time": _at(1 + i), "event": "dose.sample", "source": "device:dap1", "data": data})
+    records.append({"time": _at(1.5), "event": "dose.sample", "data": {"device": "dap2", "values": {}}})
+    timeline = build_timeline(records)
+    assert timeline.dose_by_source()["dap1"]["dap_gym2"] == pytest.approx(6.415e-4 - 2.721e-4)
+    # a counter that went down without a segment change restarted: it counts on from zero
+    records.append({"time": _at(9), "event": "dose.sample", "data": {"device": "dap1", "values": {"dap_gym2": 1e-5}}})
+    assert build_timeline(records).dose_by_source()["dap1"]["dap_gym2"] == pytest.approx(6.415e-4 - 2.721e-4 + 1e-5)
+
