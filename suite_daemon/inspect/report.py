@@ -264,7 +264,7 @@ def sections(data: ReportData) -> list[Section]:
                 _num(p.peak_pressure_kpa),
                 ", ".join(p.events) or "",
             ]
-            for p in data.timeline.phases
+            for p in sorted(data.timeline.phases, key=lambda phase: phase.start)
         ],
         ["Source", "Phase", "Start", "Duration", "Volume (ml)", "Flow (ml/s)", "Peak (kPa)", "Events"],
     )

@@ -29,6 +29,10 @@ QUANTITIES: dict[str, tuple[re.Pattern[str], dict[str, float]]] = {
 }
 PRESSURE_RE = re.compile(r"(?:peak_)?pressure_([a-z]+)")
 DOSE_EVENTS = frozenset({"dose.sample", "dose.report"})
+FLOWING_STATES = frozenset({"infusing", "bolus", "kvo"})
+"""Pump states that deliver: a phase runs from entering one until the pump's next state change (as the daemon's
+injection ledger counts them)."""
+_PHASE_TIME_KEYS = ("start", "started", "started_at", "start_time", "begin", "end", "ended", "ended_at", "duration_s")
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -267,14 +271,89 @@ def _phases(record: Mapping[str, Any], time: datetime, values: Mapping[str, Any]
     return phases
 
 
+class _PumpPhases:
+    """Phases of pumps that report state changes (`injection.phase` with a `state`, no times or volume of its
+    own): a phase runs from entering a flowing state until the pump's next state change; its volume is the
+    growth of the pump's `volume_ml` counter meanwhile, its peaks those of the samples meanwhile."""
+
+    def __init__(self) -> None:
+        self.volume: dict[str, _DoseSeries] = {}
+        self.open: dict[str, tuple[Phase, float | None]] = {}
+
+    def notice(self, time: datetime, device: str, state: str) -> Phase | None:
+        current = self.open.get(device)
+        if current is not None and current[0].label != state:
+            current[0].end = max(time, current[0].start)
+            del self.open[device]
+            current = None
+        if state in FLOWING_STATES and current is None:
+            series = self.volume.get(device)
+            phase = Phase(source=device, label=state, start=time, end=time)
+            self.open[device] = (phase, series.points[-1][1] if series and series.points else None)
+            return phase
+        return None
+
+    def sample(self, time: datetime, device: str, values: Mapping[str, Any]) -> None:
+        volume = _number(values.get("volume_ml"))
+        series = self.volume.setdefault(device, _DoseSeries(counter=True))
+        if volume is not None:
+            series.add(time, volume, values.get("segment"))
+        if device not in self.open:
+            return
+        phase, start_volume = self.open[device]
+        phase.end = max(time, phase.start)
+        if volume is not None:
+            phase.volume_ml = series.points[-1][1] - (start_volume if start_volume is not None else 0.0)
+        flow = _number(values.get("flow_mlps"))
+        if flow is not None and flow > 0:
+            phase.flow_mlps = max(phase.flow_mlps or 0.0, flow)
+        pressure = find_pressure(values)
+        if pressure is not None:
+            phase.peak_pressure_kpa = max(phase.peak_pressure_kpa or 0.0, pressure)
+
+    def finish(self, end: datetime | None) -> None:
+        for phase, _ in self.open.values():
+            if end is not None:
+                phase.end = max(end, phase.start)
+        self.open.clear()
+
+
+def _is_state_change(values: Mapping[str, Any]) -> bool:
+    """A pump's state-change notice, as opposed to a record that describes a whole phase."""
+    return (
+        isinstance(values.get("state"), str)
+        and isinstance(values.get("device"), str)
+        and values.get("phases") is None
+        and all(values.get(key) is None for key in (*_PHASE_TIME_KEYS, "volume_ml"))
+    )
+
+
+def _untimed(values: Mapping[str, Any]) -> bool:
+    return all(values.get(key) is None for key in _PHASE_TIME_KEYS if key != "duration_s")
+
+
+def _lay_end_to_end(phases: list[Phase], ends_by: datetime) -> None:
+    """Phases of one report, in order, the last ending at the report's time."""
+    for phase in reversed(phases):
+        length = phase.end - phase.start
+        phase.end = ends_by
+        phase.start = ends_by - length
+        ends_by = phase.start
+
+
 def build_timeline(records: list[Mapping[str, Any]], summary: Mapping[str, Any] | None = None) -> Timeline:
     timeline = Timeline()
     dose: dict[str, dict[str, _DoseSeries]] = {}
+    pumps = _PumpPhases()
+    report_phases: dict[tuple[Any, datetime], list[Phase]] = {}
+    """Untimed phases an injector report sent as one record each, by (report, record time)."""
+    last_time: datetime | None = None
     for record in records:
         time = parse_time(record.get("time"))
         event = record.get("event")
         if time is None or not isinstance(event, str):
             continue
+        last_time = time if last_time is None else max(last_time, time)
         values = values_of(record)
         if event == "procedure.opened" and timeline.opened is None:
             timeline.opened = time
@@ -293,8 +372,19 @@ def build_timeline(records: list[Mapping[str, Any]], summary: Mapping[str, Any] 
             pressure = find_pressure(values)
             if pressure is not None:
                 timeline.pressure.setdefault(_source(record, values), []).append((time, pressure))
+            pumps.sample(time, _source(record, values), values)
         elif event == "injection.phase":
-            timeline.phases.extend(_phases(record, time, values))
+            if _is_state_change(values):
+                phase = pumps.notice(time, values["device"], values["state"].lower())
+                if phase is not None:
+                    timeline.phases.append(phase)
+                continue
+            phases = _phases(record, time, values)
+            timeline.phases.extend(phases)
+            if len(phases) == 1 and values.get("sop_instance_uid") and _untimed(values):
+                group = report_phases.setdefault((values.get("sop_instance_uid"), time), [])
+                group.append(phases[0])
+                _lay_end_to_end(group, time)
         elif event == "alert":
             level = values.get("level") if values.get("level") in ("notice", "warning", "critical") else "warning"
             label = _first(values, "message", "kind") or "alert"
@@ -305,6 +395,7 @@ def build_timeline(records: list[Mapping[str, Any]], summary: Mapping[str, Any] 
         offset = _number(values.get("clock_offset_s"))
         if offset is not None:
             timeline.clock_offsets_s.append(offset)
+    pumps.finish(timeline.closed or last_time)
     timeline.dose = {q: {s: series.points for s, series in sources.items()} for q, sources in dose.items()}
     if not timeline.clock_offsets_s and summary:
         offset = _summary_clock_offset(summary)

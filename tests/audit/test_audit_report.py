@@ -207,3 +207,49 @@ def test_meter_series_agrees_with_the_summary_total() -> None:
     records.append({"time": _at(9), "event": "dose.sample", "data": {"device": "dap1", "values": {"dap_gym2": 1e-5}}})
     assert build_timeline(records).dose_by_source()["dap1"]["dap_gym2"] == pytest.approx(6.415e-4 - 2.721e-4 + 1e-5)
 
+
+def test_pump_state_changes_become_phases_with_their_volume() -> None:
+    """Pumps report state changes (`injection.phase` {device, kind: phase, state, previous}): a phase runs from
+    entering a flowing state to the next change, its volume is the counter's growth; pauses are not phases."""
+
+    def notice(seconds: float, state: str) -> dict:
+        data = {"device": "pump1", "driver": "newera-pump", "kind": "phase", "state": state, "previous": "x"}
+        return {"time": _at(seconds), "event": "injection.phase", "source": "device:pump1", "data": data}
+
+    def sample(seconds: float, volume: float, flow: float) -> dict:
+        data = {"device": "pump1", "driver": "newera-pump", "values": {"volume_ml": volume, "flow_mlps": flow}}
+        return {"time": _at(seconds), "event": "injection.sample", "source": "device:pump1", "data": data}
+
+    records = [
+        {"time": _at(0), "event": "procedure.opened", "data": {}},
+        sample(1, 10.0, 0.0),
+        notice(2, "infusing"),
+        sample(3, 10.5, 0.5),
+        sample(4, 11.0, 0.5),
+        notice(5, "pause_phase"),
+        sample(6, 11.0, 0.0),
+        notice(7, "infusing"),
+        sample(8, 12.5, 1.5),
+        {"time": _at(10), "event": "procedure.closed", "data": {}},
+    ]
+    first, second = build_timeline(records).phases
+    assert (first.source, first.label, first.start, first.end) == ("pump1", "infusing", T0 + timedelta(seconds=2),
+                                                                   T0 + timedelta(seconds=5))  # fmt: skip
+    assert first.volume_ml == pytest.approx(1.0) and first.flow_mlps == 0.5
+    assert second.volume_ml == pytest.approx(1.5) and second.flow_mlps == 1.5
+    assert second.end == T0 + timedelta(seconds=10)  # still running at the close
+
+
+def test_injector_phases_sent_one_record_each_are_laid_end_to_end() -> None:
+    """The correlator journals an agent SR's phases as one `injection.phase` record each, all at the time the
+    SR arrived, with a duration but no times: they follow each other, they do not overlap."""
+    sop = "1.2.826.0.1.3680043.8.498.43"
+
+    def phase(index: int, agent: str, duration: float) -> dict:
+        data = {"source": "agent_sr", "sop_instance_uid": sop, "index": index, "agent": agent, "duration_s": duration}
+        return {"time": _at(100), "event": "injection.phase", "source": "dicom", "data": data}
+
+    contrast, saline = build_timeline([phase(1, "Iohexol", 13.5), phase(2, "Saline", 6.5)]).phases
+    assert saline.end == T0 + timedelta(seconds=100) and saline.start == T0 + timedelta(seconds=93.5)
+    assert contrast.end == saline.start and contrast.start == T0 + timedelta(seconds=80)
+
