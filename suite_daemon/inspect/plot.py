@@ -105,43 +105,51 @@ def _dose_panel(ax: Axes, timeline: Timeline) -> None:
 
 
 def _injection_panel(ax: Axes, timeline: Timeline) -> None:
+    """Phases as bars, one lane per source (injector report, each pump), so that sources running at the same
+    time do not hide each other; injection pressure on the right-hand axis."""
     if not timeline.pressure and not timeline.phases:
         _empty(ax, "no injection data")
         ax.set_ylabel("injection")
         return
-    for index, phase in enumerate(timeline.phases):
-        ax.axvspan(phase.start, phase.end, color=f"C{index % 10}", alpha=0.15)
+    sources = sorted({phase.source for phase in timeline.phases})
+    lane = {source: index for index, source in enumerate(sources)}
+    for index, phase in enumerate(sorted(timeline.phases, key=lambda p: p.start)):
+        y = lane[phase.source]
+        colour = f"C{index % 10}"
+        start, end = mdates.date2num(phase.start), mdates.date2num(phase.end)
+        ax.broken_barh([(start, max(end - start, 1e-6))], (y - 0.35, 0.7), facecolors=colour, alpha=0.35,
+                       edgecolors=colour, linewidth=0.8)  # fmt: skip
         parts = [phase.label]
         if phase.volume_ml is not None:
-            parts.append(f"{phase.volume_ml:g} ml")
+            parts.append(f"{phase.volume_ml:.3g} ml")
         if phase.peak_pressure_kpa is not None:
-            parts.append(f"peak {phase.peak_pressure_kpa:g} kPa")
-            ax.hlines(phase.peak_pressure_kpa, phase.start, phase.end, colors=f"C{index % 10}", linewidth=2)
-        height = 0.97 if index % 2 == 0 else 0.55  # neighbouring phases' labels must not overlap
+            parts.append(f"{phase.peak_pressure_kpa:.3g} kPa")
         ax.annotate(
-            "\n".join(parts),
-            (mdates.date2num(phase.start), height),
-            xycoords=("data", "axes fraction"),
+            " ".join(parts),
+            (start, y + (0.18 if index % 2 == 0 else -0.18)),
             xytext=(2, 0),
             textcoords="offset points",
-            fontsize=7,
-            va="top",
-            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
-            zorder=5,
+            fontsize=6.5,
+            va="center",
+            clip_on=True,
         )
-    for index, (source, points) in enumerate(sorted(timeline.pressure.items())):
-        ax.plot(
-            [t for t, _ in points],
-            [v for _, v in points],
-            color=f"C{index + 5}",
-            linewidth=1.2,
-            label=f"pressure · {source}",
-        )
+    ax.set_yticks(range(len(sources)), sources, fontsize=8)
+    ax.set_ylim(-0.6, max(len(sources), 1) - 0.4)
+    ax.set_ylabel("injection phases")
+    ax.grid(True, axis="x", alpha=0.3)
     if timeline.pressure:
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
-    ax.set_ylabel("pressure (kPa)")
-    ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
+        pressure_ax = ax.twinx()
+        for index, (source, points) in enumerate(sorted(timeline.pressure.items())):
+            pressure_ax.plot(
+                [t for t, _ in points],
+                [v for _, v in points],
+                color=f"C{index + 5}",
+                linewidth=1.2,
+                label=f"pressure · {source}",
+            )
+        pressure_ax.set_ylabel("pressure (kPa)")
+        pressure_ax.set_ylim(bottom=0)
+        pressure_ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
 
 
 def _event_lane(ax: Axes, timeline: Timeline) -> None:
