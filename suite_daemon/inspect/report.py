@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -177,10 +178,7 @@ def sections(data: ReportData) -> list[Section]:
     opened, closed = data.timeline.opened, data.timeline.closed
     duration = (closed - opened).total_seconds() if opened and closed else None
     devices = summary.get("devices")
-    device_text = ", ".join(
-        str(d.get("name", d)) if isinstance(d, Mapping) else str(d)
-        for d in (devices if isinstance(devices, list) else [])
-    )
+    device_text = ", ".join(_device(d) for d in (devices if isinstance(devices, list) else []))
     procedure = Section(
         "Procedure",
         [
@@ -288,6 +286,20 @@ def sections(data: ReportData) -> list[Section]:
     )
     dose_sections = [dose_section, summary_sources, by_source] if listed else [dose_section, by_source]
     return [procedure, *dose_sections, injection_section, phases, alerts, audit_section]
+
+
+def _device(entry: Any) -> str:
+    """A summary `devices` entry ({device, driver, kind, samples, state}) as `dap1 (ptw-diamentor, 69 samples,
+    connected)`."""
+    if not isinstance(entry, Mapping):
+        return str(entry)
+    name = entry.get("device") or entry.get("name") or "?"
+    details = [str(entry["driver"])] if entry.get("driver") else []
+    if isinstance(entry.get("samples"), int) and not isinstance(entry.get("samples"), bool):
+        details.append(f"{entry['samples']} samples")
+    if entry.get("state"):
+        details.append(str(entry["state"]))
+    return f"{name} ({', '.join(details)})" if details else str(name)
 
 
 def _scaled(value: Any, factor: float) -> str:
@@ -406,7 +418,9 @@ def _text_lines(data: ReportData) -> list[tuple[str, str]]:
             lines.append(("body", "  none recorded"))
         elif section.columns is None:
             width = max(len(k) for k, _ in section.rows) + 2
-            lines += [("body", f"  {k:<{width}}{v}"[:LINE_WIDTH]) for k, v in section.rows]
+            for k, v in section.rows:
+                wrapped = textwrap.wrap(v, LINE_WIDTH - width - 2) or [""]
+                lines += [("body", f"  {k if n == 0 else '':<{width}}{part}") for n, part in enumerate(wrapped)]
         else:
             table = [section.columns, *section.rows]
             widths = [min(max(len(row[i]) for row in table), 28) for i in range(len(section.columns))]

@@ -253,3 +253,18 @@ def test_injector_phases_sent_one_record_each_are_laid_end_to_end() -> None:
     assert saline.end == T0 + timedelta(seconds=100) and saline.start == T0 + timedelta(seconds=93.5)
     assert contrast.end == saline.start and contrast.start == T0 + timedelta(seconds=80)
 
+
+def test_devices_are_listed_by_name(state: State, tmp_path: Path) -> None:
+    devices = [
+        {"device": "dap1", "driver": "ptw-diamentor", "kind": "dose", "samples": 69, "state": "connected"},
+        {"device": "pump1", "driver": "newera-pump", "kind": "injection", "samples": 35},
+    ]
+    opened = T0
+    with AuditJournal(state.journal("p-dev")) as j:
+        event(j, "procedure.opened", opened, "correlator", {}, sync=True)
+    index_procedure(state.root, summary("p-dev", "open", opened, None, devices=devices))
+    out = tmp_path / "r.html"
+    assert cmd_report(state.config, "p-dev", "html", out) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "dap1 (ptw-diamentor, 69 samples, connected), pump1 (newera-pump, 35 samples)" in text
+    assert "{&#x27;device&#x27;" not in text and "{'device'" not in text
