@@ -25,7 +25,7 @@ from suite_daemon.correlator.index_store import ProcedureIndex
 from suite_daemon.correlator.preroll import PrerollBuffer
 from suite_daemon.correlator.procedure import Procedure
 from suite_daemon.dose.agent_sr import InjectionReport, parse_agent_sr
-from suite_daemon.dose.injection_ledger import InjectionFlag
+from suite_daemon.dose.injection_ledger import FLOWING_STATES, InjectionFlag
 from suite_daemon.dose.mpps import parse_mpps
 from suite_daemon.dose.mr import mr_exposure
 from suite_daemon.dose.rdsr import DoseReport, parse_rdsr
@@ -97,6 +97,8 @@ class ProcedureCorrelator:
         """Study uid → id of a closed procedure no longer held whole."""
         self.reclose: set[str] = set()
         """Closed procedures that took late arrivals: a `procedure.closed` record follows at the next tick."""
+        self._pump_states: dict[str, DeviceNoticed] = {}
+        """Each pump's last state-change notice, so that a procedure opening while a pump delivers starts a phase."""
         self._published: dict[str, tuple[datetime, str]] = {}
         self._pending_summaries: set[str] = set()
         # per-call bookkeeping, folded into the Outcome by `_finish`
@@ -257,6 +259,13 @@ class ProcedureCorrelator:
             "preroll_samples": len(preroll), **(extra or {})}, pid, time))
         for sample in preroll:
             self._attach_sample(proc, sample, out, preroll=True)
+        for notice in self._pump_states.values():
+            if str(notice.data.get("state", "")).lower() in FLOWING_STATES:
+                # The pump was already delivering: its phase in this procedure starts now (as the volume does).
+                running = replace(notice, data={**notice.data, "continued": True}, time=time)
+                proc.see_device(running.device, running.driver, "injection")
+                proc.injection.add_notice(running)
+                out.events.append(conversions.device_notice_event(running, pid))
         self._changed.add(pid)
         self._forced.add(pid)
         self._meta_changed = self._current_changed = True
@@ -268,6 +277,7 @@ class ProcedureCorrelator:
                extra: Mapping[str, Any] | None = None) -> None:
         proc.state = "closed"
         proc.closed_at = max(time, proc.opened_at)
+        proc.injection.close_phases(proc.closed_at)  # a closed procedure has no running pump phase
         proc.close_reason = reason
         out.events.append(Event("procedure.closed", "correlator", {
             "reason": reason, **(extra or {}), "images": proc.images,
@@ -509,6 +519,8 @@ class ProcedureCorrelator:
     def _on_notice(self, item: DeviceNoticed, out: Outcome) -> None:
         proc = self.open
         pid = proc.procedure_id if proc else None
+        if item.kind == "phase" and "state" in item.data and item.data.get("volume_ml") is None:
+            self._pump_states[item.device] = item
         if item.kind == "raw":
             out.journal.append((pid or "unassigned", "device.raw", conversions.raw_record(item)))
             return
@@ -532,6 +544,8 @@ class ProcedureCorrelator:
 
     def _on_status(self, item: DeviceStatusChanged, out: Outcome) -> None:
         proc = self.open
+        if item.state != "connected":
+            self._pump_states.pop(item.device, None)  # its state is unknown until it reports again
         out.events.append(conversions.device_status_event(item, proc.procedure_id if proc else None))
         if proc is not None:
             spec = DRIVERS.get(item.driver)

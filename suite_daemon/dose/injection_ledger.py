@@ -217,6 +217,15 @@ class InjectionLedger:
             pump.phases.append(pump.open_phase)
         return []
 
+    def close_phases(self, time: datetime) -> None:
+        """End every pump phase still running (the procedure closes at `time`)."""
+        for pump in self._pumps.values():
+            self._close(pump, _when(time))
+
+    def open_phases(self) -> dict[str, str]:
+        """device -> state of the pump phases still running."""
+        return {device: pump.open_phase.state for device, pump in self._pumps.items() if pump.open_phase is not None}
+
     @staticmethod
     def _close(pump: _Pump, when: str) -> None:
         if pump.open_phase is not None:

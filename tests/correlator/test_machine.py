@@ -387,3 +387,40 @@ def test_summary_has_the_contract_shape(m: Machine) -> None:
     assert summary["injection"]["volume_total_ml"] is None and summary["injection"]["phases"] == 0
     assert summary["dose"]["sources"] == [] and summary["alerts"] == [] and summary["devices"] == []
     assert ID_RE.match(summary["procedure_id"]) and summary["time"].endswith("Z")
+
+
+def test_pump_phases_end_at_the_close_and_a_running_pump_starts_a_phase_at_the_next_opening(m: Machine) -> None:
+    """A pump infusing across procedures: the closed procedure's phase ends at its close (not `ended: null`),
+    and the next procedure, opened while the pump still delivers, has a phase from its opening, so its phases
+    account for the volume it counts."""
+    from suite_daemon.events import DeviceNoticed
+
+    m.feed(image(m.at(0), "1.1"))
+    first = m.pids()[0]
+    m.feed(pump_sample(m.at(1), 10.0))
+    m.feed(DeviceNoticed("pump1", "newera-pump", "phase", {"state": "infusing", "previous": "stopped"}, m.at(2)))
+    m.feed(pump_sample(m.at(3), 11.0))
+    m.feed(image(m.at(4), "2.2"))  # a new study: the first procedure closes, the second opens, the pump runs on
+    second = m.pids()[1]
+    m.feed(pump_sample(m.at(5), 12.5))
+    m.feed(pump_sample(m.at(6), 13.0))
+    m.feed(DeviceNoticed("pump1", "newera-pump", "phase", {"state": "stopped", "previous": "infusing"}, m.at(7)))
+    m.tick(10)
+    [closed_phase] = m.summary(first)["injection"]["sources"][0]["phase_list"]
+    assert closed_phase["ended"] == "2026-11-22T10:00:04.000Z"
+    injection = m.summary(second)["injection"]
+    [phase] = injection["sources"][0]["phase_list"]
+    assert phase["started"] == "2026-11-22T10:00:04.000Z" and phase["ended"] == "2026-11-22T10:00:07.000Z"
+    assert phase["volume_ml"] == pytest.approx(injection["volume_total_ml"])
+    continued = m.of(second, "injection.phase")[0]
+    assert continued.data["state"] == "infusing" and continued.data["continued"] is True
+
+
+def test_a_disconnected_pump_starts_no_phase_at_the_next_opening(m: Machine) -> None:
+    from suite_daemon.events import DeviceNoticed, DeviceStatusChanged
+
+    m.feed(DeviceNoticed("pump1", "newera-pump", "phase", {"state": "infusing"}, m.at(0)))
+    m.feed(DeviceStatusChanged("pump1", "newera-pump", "disconnected", time=m.at(1)))
+    m.feed(image(m.at(2), "1.1"))
+    [pid] = m.pids()
+    assert m.of(pid, "injection.phase") == []
