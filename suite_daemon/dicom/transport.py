@@ -38,6 +38,7 @@ from suite_daemon.dicom.spool import Spool
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _RCVBUF = 4 * 1024 * 1024
+_FIRST_ALLOCATION = 16 * 1024 * 1024
 _IDLE_WAIT_S = 0.05
 _PDU_HEADER = struct.Struct(">BxL")
 _PDV_HEADER = struct.Struct(">LB")
@@ -57,22 +58,24 @@ class LeanSocket(AssociationSocket):
             super().send(bytestream)
 
     def recv(self, nr_bytes: int) -> bytearray:
+        """`nr_bytes` from the socket (fewer only if the peer closed). The buffer grows as data arrives,
+        so a bogus PDU length cannot make us allocate gigabytes up front."""
         sock = cast(socket.socket, self.socket)
-        buf = bytearray(nr_bytes)
-        view = memoryview(buf)
+        buf = bytearray(min(nr_bytes, _FIRST_ALLOCATION))
         got = 0
         quickack = _QUICKACK is not None and not isinstance(sock, ssl.SSLSocket)
         while got < nr_bytes:
-            n = sock.recv_into(view[got:], nr_bytes - got)
+            if got == len(buf):
+                buf.extend(bytes(min(nr_bytes - got, len(buf))))
+            with memoryview(buf) as view:
+                n = sock.recv_into(view[got:], len(buf) - got)
             if not n:
-                view.release()
                 del buf[got:]
                 return buf
             got += n
             if quickack:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-        view.release()
         return buf
 
 
@@ -386,6 +389,14 @@ class LeanAssociationServer(ThreadedAssociationServer):
                 client.close()
                 raise
             client.settimeout(None)
+        # A peer that stops in the middle of a PDU must not hold a thread forever: kernel-level timeouts
+        # (a Python socket timeout would add a poll() before every read).
+        if self.ae.network_timeout:
+            seconds = float(self.ae.network_timeout)
+            timeval = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+            with contextlib.suppress(OSError):
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         return client, address
 
     def handle_error(self, request: Any, client_address: Any) -> None:

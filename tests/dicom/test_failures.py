@@ -225,3 +225,19 @@ async def test_truncated_large_dataset_streamed_to_spool_is_dropped(tmp_path: Pa
         # only the pool of empty files is there, no abandoned partial object
         assert all(p.stat().st_size == 0 for p in (scp.state_dir / "spool" / ".incoming").iterdir())
     assert not list((scp.state_dir / "spool" / ".incoming").iterdir())  # and the pool is removed on stop
+
+
+async def test_garbage_on_the_wire_drops_that_connection_only(tmp_path: Path) -> None:
+    """A peer claiming a 4 GiB PDU and then going quiet: no huge allocation, the connection is dropped
+    after the network timeout, and other callers are served meanwhile."""
+    async with running_receiver(tmp_path / "state", network_timeout_s=1.0, acse_timeout_s=1.0) as scp:
+        reader, writer = await asyncio.open_connection("127.0.0.1", scp.port)
+        writer.write(b"\x01\x00\xff\xff\xff\xff" + b"\x00" * 1000)
+        await writer.drain()
+        rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
+        assert rc == 0, out
+        async with asyncio.timeout(20):
+            assert await reader.read() == b""  # the receiver closed the connection
+        writer.close()
+        rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
+        assert rc == 0, out
