@@ -131,9 +131,18 @@ class Pipeline:
                 done.set_result(None)
 
     def _after_commit(self, events: list[Event], outcome: Outcome) -> None:
-        self.journals.record_events(events)
-        if outcome.journal:
-            self.journals.record(outcome.journal)
+        # A closed procedure's journal must end with `procedure.closed`: the journal-only records of a procedure
+        # this batch closes (e.g. the operator's close command) go before that record, the others after the events.
+        last_close = {e.procedure_id: i for i, e in enumerate(events) if e.type == "procedure.closed"}
+        before: dict[int, list[tuple[str, str, dict[str, Any]]]] = {}
+        for entry in outcome.journal:
+            before.setdefault(last_close.get(entry[0], len(events)), []).append(entry)
+        start = 0
+        for index in sorted(before):
+            self.journals.record_events(events[start:index])
+            self.journals.record(before[index])
+            start = index
+        self.journals.record_events(events[start:])
         for work in outcome.after_commit:
             try:
                 work()

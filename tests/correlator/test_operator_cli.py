@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from suite_daemon.audit.verify import verify_file
 from suite_daemon.config import load_config
 from suite_daemon.correlator.operator_cli import EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, cmd_procedure
 from tests.daemon_harness import DaemonProcess
@@ -44,6 +45,9 @@ def test_open_link_close_through_the_daemon(daemon_factory: Callable[..., Daemon
     commands = [r for r in records if r["event"] == "operator.command"]
     assert [(c["action"], c["outcome"], c["operator"]) for c in commands] == [
         ("open", "opened", "dr-a"), ("open", "linked", "dr-a"), ("close", "closed", "dr-a")]
+    # the close command is audited before the record that closes the journal, which therefore verifies
+    assert [r["event"] for r in records[-2:]] == ["operator.command", "procedure.closed"]
+    assert verify_file(daemon.state_dir / "journal" / f"{pid}.jsonl", expect_closed=True).ok
     daemon_journal = (daemon.state_dir / "journal" / "daemon.jsonl").read_text()
     assert "no procedure is open" in daemon_journal  # the refused command is audited too
 
