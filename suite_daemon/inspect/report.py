@@ -423,10 +423,15 @@ def _text_lines(data: ReportData) -> list[tuple[str, str]]:
                 lines += [("body", f"  {k if n == 0 else '':<{width}}{part}") for n, part in enumerate(wrapped)]
         else:
             table = [section.columns, *section.rows]
-            widths = [min(max(len(row[i]) for row in table), 28) for i in range(len(section.columns))]
+            widths = [min(max(len(row[i]) for row in table), 36) for i in range(len(section.columns))]
             for number, row in enumerate(table):
-                text = "  " + "  ".join(cell[: widths[i]].ljust(widths[i]) for i, cell in enumerate(row))
-                lines.append(("head" if number == 0 else "body", text.rstrip()[:LINE_WIDTH]))
+                # The last column (a message, the events) is not cut: it wraps under itself.
+                text = "  " + "  ".join(cell[: widths[i]].ljust(widths[i]) for i, cell in enumerate(row[:-1]))
+                indent = len(text) + (2 if len(row) > 1 else 0)
+                parts = textwrap.wrap(row[-1], max(LINE_WIDTH - indent, 20)) or [""]
+                style = "head" if number == 0 else "body"
+                lines.append((style, (text + ("  " if len(row) > 1 else "") + parts[0]).rstrip()[:LINE_WIDTH]))
+                lines += [(style, (" " * indent + part)[:LINE_WIDTH]) for part in parts[1:]]
         if section.note:
             lines.append(("body", f"  {section.note}"[:LINE_WIDTH]))
     return lines

@@ -268,3 +268,21 @@ def test_devices_are_listed_by_name(state: State, tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     assert "dap1 (ptw-diamentor, 69 samples, connected), pump1 (newera-pump, 35 samples)" in text
     assert "{&#x27;device&#x27;" not in text and "{'device'" not in text
+
+
+def test_pdf_text_keeps_long_alert_kinds_and_messages_whole(state: State) -> None:
+    from suite_daemon.inspect.report import LINE_WIDTH, _text_lines, collect
+    from suite_daemon.inspect.store import StateStore
+
+    message = "injector reported terminated pressure limit during the contrast phase of the second injection"
+    with AuditJournal(state.journal("p-alert")) as j:
+        event(j, "procedure.opened", T0, "correlator", {}, sync=True)
+        event(j, "alert", T0 + timedelta(seconds=5), "daemon",
+              {"level": "critical", "kind": "injection_terminated_pressure_limit", "message": message})  # fmt: skip
+    index_procedure(state.root, summary("p-alert", "open", T0, None))
+    data = collect(StateStore(state.root), "p-alert")
+    assert data is not None
+    lines = [text for _, text in _text_lines(data)]
+    assert all(len(line) <= LINE_WIDTH for line in lines)
+    start = next(n for n, line in enumerate(lines) if "injection_terminated_pressure_limit" in line)
+    assert " ".join(" ".join(lines[start : start + 3]).split()).count(message) == 1
