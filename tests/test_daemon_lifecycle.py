@@ -111,3 +111,20 @@ def test_sigkill_leaves_offline_as_the_last_will(daemon_factory: type, broker: M
     assert late.messages[-1].json()["state"] == "offline" and late.messages[-1].retain
     status.close()
     late.close()
+
+
+def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(daemon_factory: type, broker: Mosquitto) -> None:
+    """Two daemons on one state dir would fight over its journals, outbox and broker session (seen in QA:
+    every commit of the second failed on the journal lock, both kept kicking each other off the broker)."""
+    import subprocess
+
+    daemon = daemon_factory(dicom_enabled=False)
+    daemon.start()
+    try:
+        second = subprocess.run(daemon.command("run"), capture_output=True, text=True, timeout=60)
+        assert second.returncode == 78
+        assert "config error: suite.state_dir:" in second.stderr and "in use by another suite-daemon" in second.stderr
+    finally:
+        assert daemon.stop(signal.SIGTERM) == 0
+    daemon.start()  # the lock went with the first process
+    assert daemon.stop(signal.SIGTERM) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 from collections.abc import Callable
@@ -50,6 +51,22 @@ def prepare_state_dir(config: SuiteConfig) -> Path:
     return state_dir
 
 
+def lock_state_dir(state_dir: Path) -> int:
+    """An exclusive lock on the state dir while the daemon runs (close the returned descriptor to release it):
+    a second daemon on the same state dir would fight the first over its journals, outbox and broker session."""
+    fd = os.open(state_dir / "daemon.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        reason = f"{state_dir} is in use by another suite-daemon (pid {holder})"
+        raise ConfigError([("suite.state_dir", reason)]) from exc
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class Daemon:
     def __init__(
         self,
@@ -65,8 +82,15 @@ class Daemon:
         self.started_at = utc_now()
 
     async def run(self, shutdown: asyncio.Event | None = None) -> int:
+        state_dir = prepare_state_dir(self.config)
+        lock = lock_state_dir(state_dir)
+        try:
+            return await self._run(state_dir, shutdown)
+        finally:
+            os.close(lock)
+
+    async def _run(self, state_dir: Path, shutdown: asyncio.Event | None) -> int:
         config = self.config
-        state_dir = prepare_state_dir(config)
         loop = asyncio.get_running_loop()
         stop = shutdown or asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
