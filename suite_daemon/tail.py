@@ -22,7 +22,8 @@ def describe(event: dict[str, Any]) -> str:
     if event.get("type") == "alert":
         detail = f"{data.get('level', '')} {data.get('kind', '')}: {data.get('message', '')}"
     elif "values" in data:
-        detail = " ".join(f"{k}={v}" for k, v in data["values"].items())
+        device = f"device={data['device']} " if data.get("device") else ""  # which meter or pump it was
+        detail = device + " ".join(f"{k}={v}" for k, v in data["values"].items())
     else:
         keys = ("modality", "sop_class_uid", "state", "reason", "device", "calling_ae", "status")
         detail = " ".join(f"{k}={data[k]}" for k in keys if data.get(k) not in (None, ""))

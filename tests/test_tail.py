@@ -36,3 +36,11 @@ def test_tail_without_a_broker_exits_69(daemon_factory: type) -> None:
     result = daemon.cli("tail", timeout=60)
     assert result.returncode == 69
     assert "unavailable" in result.stderr
+
+
+def test_sample_lines_name_their_device() -> None:
+    from suite_daemon.tail import describe
+
+    line = describe({"time": "2026-11-22T01:11:23.584Z", "procedure_id": "p", "seq": 7, "type": "injection.sample",
+                     "data": {"device": "infusion1", "driver": "alaris-asena", "values": {"volume_ml": 0.3}}})
+    assert "device=infusion1 volume_ml=0.3" in line
