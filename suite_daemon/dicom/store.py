@@ -200,7 +200,10 @@ class StoreService:
                 indexed += 1
         pending = self.index.unannounced()
         for stored in pending:
-            self.announce(stored)
+            # `recovered`: the pipeline may have committed it just before a crash; it can dedupe on the UID.
+            self.announce(
+                StoredInstance(stored.sop_instance_uid, stored.path, {**stored.summary, "recovered": True}, False)
+            )
         if indexed or pending:
             log.info("dicom_recovered", indexed=indexed, announced=len(pending))
         return indexed, len(pending)

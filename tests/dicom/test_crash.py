@@ -81,6 +81,7 @@ async def test_sigkill_during_long_store_loses_nothing_acknowledged(tmp_path: Pa
             assert dataset_bytes(Path(indexed[path.stem])) == dataset_bytes(path)
         # Stored but not yet announced before the kill (or stored but not yet indexed): announced now.
         await scp.wait_for(lambda: {i.summary["sop_instance_uid"] for i in scp.images} >= unannounced)
+        assert all(i.summary["recovered"] for i in scp.images)
         assert {i.summary["sop_instance_uid"] for i in scp.images} <= spooled
         await asyncio.sleep(1.5)  # the announced flags are flushed every second
     with sqlite3.connect(state_dir / "index.sqlite3") as db:
