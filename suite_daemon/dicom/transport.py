@@ -368,7 +368,7 @@ class LeanRequestHandler(RequestHandler):
 
 
 class LeanAssociationServer(ThreadedAssociationServer):
-    """Tunes accepted sockets; does the TLS handshake with a deadline so a silent peer cannot stall accept()."""
+    """Tunes accepted sockets; the TLS handshake runs in the connection's thread, with a deadline."""
 
     daemon_threads = True
     handshake_timeout_s = 10.0
@@ -381,13 +381,18 @@ class LeanAssociationServer(ThreadedAssociationServer):
         with contextlib.suppress(OSError):
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        return client, address  # TLS is set up in the connection's own thread (finish_request)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """In the connection's thread: the TLS handshake (with a deadline), socket timeouts, then pynetdicom."""
+        client = cast(socket.socket, request)
         if self.ssl_context:
             client.settimeout(self.handshake_timeout_s)
             try:
                 client = self.ssl_context.wrap_socket(client, server_side=True)
             except (OSError, ssl.SSLError):
                 client.close()
-                raise
+                return
             client.settimeout(None)
         # A peer that stops in the middle of a PDU must not hold a thread forever: kernel-level timeouts
         # (a Python socket timeout would add a poll() before every read).
@@ -397,7 +402,7 @@ class LeanAssociationServer(ThreadedAssociationServer):
             with contextlib.suppress(OSError):
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-        return client, address
+        super().finish_request(client, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A failed TLS handshake or a reset connection: nothing to report on stderr.

@@ -199,7 +199,10 @@ async def test_tls_association(tmp_path: Path) -> None:
             assoc.release()
 
     async with running_receiver(tmp_path / "state", tls=tls) as scp:
+        # a caller that connects and never starts its handshake holds only its own thread
+        _, silent = await asyncio.open_connection("127.0.0.1", scp.port)
         assert await asyncio.to_thread(client, True) == [0, 0]
+        silent.close()
         await scp.wait_for(lambda: len(scp.images) == 1)
         assert dataset_bytes(scp.images[0].path) == dataset_bytes(path)
         assert await asyncio.to_thread(client, False) == "refused"  # no client certificate
