@@ -6,7 +6,7 @@ Agg (PNG) and PDF backends on `savefig`.
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import matplotlib.dates as mdates
 from matplotlib.axes import Axes
@@ -156,27 +156,34 @@ def _event_lane(ax: Axes, timeline: Timeline) -> None:
     rows = ["devices", "alerts", f"images ({len(timeline.images)})"]
     if timeline.images:
         ax.vlines(timeline.images, 1.7, 2.3, color="tab:purple", linewidth=0.8)
-    for alert in timeline.alerts:
+    for index, alert in enumerate(timeline.alerts):
         colour = LEVEL_COLOURS.get(alert.level, "tab:orange")
         ax.plot([alert.time], [1], marker="v", color=colour, markersize=8, linestyle="none")
         ax.annotate(
             alert.label[:40],
             (mdates.date2num(alert.time), 1),
-            xytext=(4, 3),
+            xytext=(4, 3 + 7 * (index % 4)),  # alerts close together are stacked, not printed over each other
             textcoords="offset points",
             fontsize=7,
             color=colour,
         )
-    for device in timeline.devices:
-        ax.plot([device.time], [0], marker="o", color="grey", markersize=4, linestyle="none")
-        ax.annotate(
-            device.label[:30],
-            (mdates.date2num(device.time), 0),
-            xytext=(4, 3),
-            textcoords="offset points",
-            fontsize=6,
-            color="dimgrey",
-        )
+    for index, (when, label) in enumerate(_grouped_devices(timeline)):
+        ax.plot([when], [0], marker="o", color="grey", markersize=4, linestyle="none")
+        ax.annotate(label[:60], (mdates.date2num(when), 0), xytext=(4, 3 if index % 2 == 0 else -10),
+                    textcoords="offset points", fontsize=6, color="dimgrey")  # fmt: skip
     ax.set_yticks([0, 1, 2], rows, fontsize=8)
     ax.set_ylim(-0.6, 2.6)
     ax.grid(True, axis="x", alpha=0.3)
+
+
+def _grouped_devices(timeline: Timeline) -> list[tuple[datetime, str]]:
+    """Device status changes, those of one state within a few seconds of each other as one label
+    (`connected: dap1, pump1`): devices usually connect, fail and come back together."""
+    groups: list[tuple[datetime, str, list[str]]] = []
+    for marker in sorted(timeline.devices, key=lambda m: m.time):
+        device, _, state = marker.label.rpartition(": ")
+        if groups and groups[-1][1] == state and marker.time - groups[-1][0] <= timedelta(seconds=3):
+            groups[-1][2].append(device or "?")
+        else:
+            groups.append((marker.time, state, [device or "?"]))
+    return [(when, f"{state}: {', '.join(devices)}") for when, state, devices in groups]

@@ -286,3 +286,15 @@ def test_pdf_text_keeps_long_alert_kinds_and_messages_whole(state: State) -> Non
     assert all(len(line) <= LINE_WIDTH for line in lines)
     start = next(n for n, line in enumerate(lines) if "injection_terminated_pressure_limit" in line)
     assert " ".join(" ".join(lines[start : start + 3]).split()).count(message) == 1
+
+
+def test_device_status_changes_close_together_share_one_label() -> None:
+    from suite_daemon.inspect.plot import _grouped_devices
+
+    def status(seconds: float, device: str, state: str) -> dict:
+        return {"time": _at(seconds), "event": "device.status", "data": {"device": device, "state": state}}
+
+    records = [status(1, "dap1", "connected"), status(1.1, "pump1", "connected"), status(1.2, "pump1", "fault"),
+               status(30, "dap1", "connected")]  # fmt: skip
+    labels = [label for _, label in _grouped_devices(build_timeline(records))]
+    assert labels == ["connected: dap1, pump1", "fault: pump1", "connected: dap1"]
