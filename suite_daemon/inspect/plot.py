@@ -153,7 +153,7 @@ def _injection_panel(ax: Axes, timeline: Timeline) -> None:
 
 
 def _event_lane(ax: Axes, timeline: Timeline) -> None:
-    rows = ["devices", "alerts", f"images ({len(timeline.images)})"]
+    rows = ["devices", "alerts", f"objects received ({len(timeline.images)})"]
     if timeline.images:
         ax.vlines(timeline.images, 1.7, 2.3, color="tab:purple", linewidth=0.8)
     for index, alert in enumerate(timeline.alerts):
