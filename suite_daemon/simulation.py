@@ -52,11 +52,13 @@ async def simulate(config: SuiteConfig, scenario: str, *, modality: bool = True,
 async def _modality(config: SuiteConfig, scenario: str, stop: asyncio.Event, repeat: bool) -> None:
     """One procedure after another (a pause between them), until stopped."""
     while not stop.is_set():
+        pause = 20.0
         try:
             await run_modality(config, scenario, stop)
         except Exception as exc:  # the daemon may not be up yet: try again shortly
             log.warning("simulated_modality_failed", error=str(exc))
+            pause = 2.0
         if not repeat:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 20)
+            await asyncio.wait_for(stop.wait(), pause)
