@@ -5,6 +5,7 @@ audited; it never reaches the correlator."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import structlog
@@ -20,6 +21,10 @@ log = structlog.get_logger(__name__)
 
 ACTIONS = ("open", "close")
 TEXT_FIELDS = ("study_instance_uid", "accession_number", "operator", "reason")
+UID_RE = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+")
+ACCESSION_MAX = 16
+"""DICOM SH: a longer accession number (or a study uid that is no UID) could never match an object, yet
+would be linked into the procedure."""
 
 
 class CommandError(ValueError):
@@ -51,6 +56,11 @@ def parse_command(action: str, payload: bytes) -> OperatorCommanded:
     for key in TEXT_FIELDS:
         if key in body and not isinstance(body[key], str):
             raise CommandError(f"{key} must be a string", request_id)
+    study, accession = body.get("study_instance_uid"), body.get("accession_number")
+    if study and (len(study) > 64 or not UID_RE.fullmatch(study)):
+        raise CommandError(f"study_instance_uid {study[:80]!r} is not a DICOM UID", request_id)
+    if accession and len(accession) > ACCESSION_MAX:
+        raise CommandError(f"accession_number is longer than {ACCESSION_MAX} characters", request_id)
     return OperatorCommanded(action, request_id, *(body.get(key) for key in TEXT_FIELDS))  # type: ignore[arg-type]
 
 
