@@ -89,6 +89,7 @@ BAD = {
     ),
     "bad device key": (GOOD + 'poll_interval_s = "fast"\n', "devices[0].poll_interval_s"),
     "unknown driver": (GOOD.replace('driver = "ptw-diamentor"', 'driver = "nope"'), "devices[0].driver"),
+    "empty broker host": (GOOD.replace('host = "127.0.0.1"', 'host = ""'), "mqtt.host"),
     "bad caller host": (GOOD.replace('host = "10.0.0.5"', 'host = "a b"'), "dicom.allowed_callers[0].host"),
     "not toml": ("[suite\nid=", "suite.toml"),
 }
@@ -129,6 +130,12 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         assert load_config(path).mqtt.host == "broker.example"
     finally:
         del os.environ["SUITE_DAEMON__MQTT__HOST"]
+
+
+def test_unknown_environment_section_is_an_error(tmp_path: Path) -> None:
+    result = cli("check-config", "--config", str(write(tmp_path, GOOD)), env={"SUITE_DAEMON__NOPE__X": "1"})
+    assert result.returncode == 78
+    assert "config error: SUITE_DAEMON__NOPE__X: unknown section 'nope'" in result.stderr
 
 
 def test_config_path_from_environment(tmp_path: Path) -> None:

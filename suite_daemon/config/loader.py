@@ -103,6 +103,21 @@ def _check_devices(devices: object) -> list[tuple[str, str]]:
     return problems
 
 
+ENV_PREFIX = "SUITE_DAEMON__"
+
+
+def _check_environment() -> list[tuple[str, str]]:
+    """Overrides for sections that do not exist would otherwise be ignored without a word."""
+    sections = set(SuiteConfig.model_fields)
+    problems = []
+    for name in os.environ:
+        if name.upper().startswith(ENV_PREFIX):
+            section = name[len(ENV_PREFIX):].split("__", 1)[0].lower()
+            if section not in sections:
+                problems.append((name, f"unknown section {section!r} (known: {', '.join(sorted(sections))})"))
+    return problems
+
+
 def load_config(path: Path) -> SuiteConfig:
     """Read and validate; raise ConfigError listing every problem."""
     try:
@@ -113,7 +128,7 @@ def load_config(path: Path) -> SuiteConfig:
         raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError([(str(path), f"not UTF-8: {exc}")]) from exc
-    device_problems = _check_devices(raw.get("devices"))
+    device_problems = _check_devices(raw.get("devices")) + _check_environment()
     with relative_to(path.resolve().parent):
         try:
             config = SuiteConfig(**raw)

@@ -122,7 +122,7 @@ class MqttTLS(TLSFiles):
 
 
 class MqttSection(Strict):
-    host: str = "127.0.0.1"
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
     port: Port = 1883
     topic_prefix: str = "suite"
     client_id: str | None = None
