@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
-from suite_daemon.simulate.sr_builders import Study
+from suite_daemon.simulate.sr_builders import Study, part10_dataset
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -32,31 +32,9 @@ def build_ct_image(
     image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL"),
     size: int = 64,
 ) -> Dataset:
-    ds = Dataset()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta = meta
-    ds.SOPClassUID = CT_IMAGE_STORAGE
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study.study_uid
-    ds.SeriesInstanceUID = series_uid
+    ds = part10_dataset(CT_IMAGE_STORAGE, study, None, series_uid, "CT", acquired)
     ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study.study_uid, "frame-of-reference"])
-    ds.Modality = "CT"
     ds.ImageType = list(image_type)
-    ds.PatientName = study.patient_name
-    ds.PatientID = study.patient_id
-    ds.PatientBirthDate = ""
-    ds.PatientSex = ""
-    ds.AccessionNumber = study.accession
-    ds.StudyDate = acquired.strftime("%Y%m%d")
-    ds.StudyTime = acquired.strftime("%H%M%S")
-    ds.StudyID = "1"
-    ds.ReferringPhysicianName = ""
-    ds.Manufacturer = study.manufacturer
-    ds.StationName = study.station
     ds.SeriesNumber = series_number
     ds.SeriesDescription = description
     ds.InstanceNumber = instance

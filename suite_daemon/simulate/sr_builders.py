@@ -182,7 +182,10 @@ class _Tree:
         return item
 
 
-def _sr_dataset(sop_class: str, study: Study, sop_uid: str | None, series_uid: str, content_dt: datetime) -> Dataset:
+def part10_dataset(
+    sop_class: str, study: Study, sop_uid: str | None, series_uid: str, modality: str, when: datetime
+) -> Dataset:
+    """A Part 10 data set with file meta and the patient, study, series and equipment modules filled."""
     ds = Dataset()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -194,18 +197,23 @@ def _sr_dataset(sop_class: str, study: Study, sop_uid: str | None, series_uid: s
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID = study.study_uid
     ds.SeriesInstanceUID = series_uid
-    ds.Modality = "SR"
+    ds.Modality = modality
     ds.PatientName = study.patient_name
     ds.PatientID = study.patient_id
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
     ds.AccessionNumber = study.accession
-    ds.StudyDate = content_dt.strftime("%Y%m%d")
-    ds.StudyTime = content_dt.strftime("%H%M%S")
+    ds.StudyDate = when.strftime("%Y%m%d")
+    ds.StudyTime = when.strftime("%H%M%S")
     ds.StudyID = "1"
     ds.ReferringPhysicianName = ""
     ds.Manufacturer = study.manufacturer
     ds.StationName = study.station
+    return ds
+
+
+def _sr_dataset(sop_class: str, study: Study, sop_uid: str | None, series_uid: str, content_dt: datetime) -> Dataset:
+    ds = part10_dataset(sop_class, study, sop_uid, series_uid, "SR", content_dt)
     ds.SeriesNumber = 900
     ds.InstanceNumber = 1
     ds.ContentDate = content_dt.strftime("%Y%m%d")
