@@ -171,9 +171,11 @@ class LeanDIMSE(DIMSEServiceProvider):
             if fragment[0] & 0x02:
                 request, self._store, self._stream = self._store, None, None
                 request.DataSet = self._store_data
-                if self.msg_queue.empty():
+                if self.msg_queue.empty() and self.assoc.is_established:
                     # Served right here in the DUL thread: the SCU waits for this answer before sending more,
                     # so nothing is read meanwhile, and a hand-over to the association thread is saved.
+                    # (A request that arrives while the association thread is still finishing the
+                    # negotiation is queued for it: pynetdicom would not answer it before that.)
                     self.assoc._serve_request(request, cast(int, request._context_id))
                 else:  # keep the order behind messages the association thread has not served yet
                     self.msg_queue.put((request._context_id, request))  # type: ignore[arg-type]
