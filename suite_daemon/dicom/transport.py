@@ -4,13 +4,18 @@ Stock pynetdicom polls: its DUL thread and its association thread each sleep 1 m
 reads sockets 4 KiB at a time, copies every PDU three times and builds PDU objects for each P-DATA.
 Here, with the same state machine and DIMSE code:
 
-- the DUL thread blocks in `select` on the socket and a wake-up pipe (written when the association
-  thread queues a PDU to send), so a response leaves as soon as it is queued;
-- the association thread blocks on an event the DUL sets after each step instead of polling;
+- the DUL thread blocks in `select` on the socket and a wake-up pipe (written, while it sleeps, when
+  another thread queues a PDU to send), so a queued PDU leaves at once;
+- the association thread blocks on an event the DUL sets when something waits for it, instead of
+  polling; complete C-STOREs are served on the DUL thread itself (`fast_dimse.LeanDIMSE`);
 - PDUs are read with `recv_into` into one buffer; P-DATA-TF PDVs in the data-transfer state go
-  straight to DIMSE as memoryviews (no PDU objects, no copies);
+  straight to DIMSE as memoryviews (no PDU objects, no copies), and P-DATA is sent without PDU objects;
 - TCP_NODELAY on, larger receive buffers, and TCP_QUICKACK re-armed after each read so a sender
-  with Nagle's algorithm on (DCMTK as shipped) is not stalled by delayed ACKs.
+  with Nagle's algorithm on (DCMTK as shipped) is not stalled by delayed ACKs; kernel receive/send
+  timeouts so a peer that stops mid-PDU cannot hold a thread.
+
+Only the data-transfer state's P-DATA takes these shortcuts; every other PDU and state goes through
+pynetdicom's state machine as before.
 """
 
 from __future__ import annotations
