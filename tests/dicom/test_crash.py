@@ -20,7 +20,7 @@ def _sender(port: int, files: list[Path], acknowledged: list[Path], big_started:
     ae = AE(ae_title="TESTSCU")
     ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
     ae.add_requested_context(XRayAngiographicImageStorage, "1.2.840.10008.1.2.1")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5  # bounds the wait once the peer is killed
     assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
     assert assoc.is_established
     try:
