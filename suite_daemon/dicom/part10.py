@@ -13,6 +13,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.datadict import dictionary_VR
+
 from suite_daemon.dicom.sop_classes import (
     AGENT_SR_CLASSES,
     DEFLATED_LE,
@@ -186,21 +188,34 @@ def _walk(
             else:
                 (length,) = u16.unpack_from(buf, pos + 6)
                 pos += 8
+        sequence = vr == b"SQ" or (implicit and _implicit_sequence(tag))
         if length == _UNDEFINED:
-            pos = _walk_items(buf, pos, end, implicit, little)
+            pos = _walk_items(buf, pos, end, implicit, little, sequence)
         else:
             if pos + length > end:
                 raise DatasetError(f"data set truncated: element ({group:04X},{elem:04X}) runs past the end")
             if capture is not None and tag in _WANTED:
                 capture[_WANTED[tag]] = bytes(buf[pos : pos + length])
+            if sequence and length:
+                _walk_sequence(buf, pos, pos + length, implicit, little)
             pos += length
     if pos != end:
         raise DatasetError("data set truncated")
     return pos
 
 
-def _walk_items(buf: memoryview, pos: int, end: int, implicit: bool, little: bool) -> int:
-    """Skip the items of an undefined-length sequence or encapsulated pixel data, up to its delimiter."""
+def _implicit_sequence(tag: int) -> bool:
+    """In implicit VR only the data dictionary says which elements are sequences."""
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:
+        return False
+
+
+def _walk_items(buf: memoryview, pos: int, end: int, implicit: bool, little: bool, sequence: bool = True) -> int:
+    """Skip the items of an undefined-length sequence or encapsulated pixel data, up to its delimiter.
+
+    The items of a sequence are data sets and are walked too; pixel data fragments are opaque."""
     order = "<" if little else ">"
     while True:
         if pos + 8 > end:
@@ -215,9 +230,31 @@ def _walk_items(buf: memoryview, pos: int, end: int, implicit: bool, little: boo
         if length == _UNDEFINED:
             pos = _walk(buf, pos, end, implicit, little)
         else:
-            pos += length
-            if pos > end:
+            if pos + length > end:
                 raise DatasetError("data set truncated inside a sequence item")
+            if sequence and length:
+                _walk(buf, pos, pos + length, implicit, little)
+            pos += length
+
+
+def _walk_sequence(buf: memoryview, pos: int, end: int, implicit: bool, little: bool) -> None:
+    """Check the items of a defined-length sequence: each one inside it, the last one ending with it."""
+    order = "<" if little else ">"
+    while pos < end:
+        if pos + 8 > end:
+            raise DatasetError("data set malformed: a sequence item header runs past its sequence")
+        group, elem, length = struct.unpack_from(order + "HHI", buf, pos)
+        pos += 8
+        if group << 16 | elem != _ITEM:
+            raise DatasetError(f"unexpected tag ({group:04X},{elem:04X}) inside a sequence")
+        if length == _UNDEFINED:
+            pos = _walk(buf, pos, end, implicit, little)
+        elif pos + length > end:
+            raise DatasetError("data set malformed: a sequence item is longer than its sequence")
+        else:
+            if length:
+                _walk(buf, pos, pos + length, implicit, little)
+            pos += length
 
 
 def _text(ds: HeaderValues, keyword: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import pytest
@@ -74,3 +75,27 @@ def test_file_meta_makes_a_valid_part10_file(tmp_path) -> None:  # type: ignore[
     assert back.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
     assert back.file_meta.SourceApplicationEntityTitle == "CT01"
     assert back.PixelData == ds.PixelData
+
+
+def _sequence(item_length: int, content: bytes, implicit: bool = False) -> bytes:
+    """A defined-length Referenced Series Sequence (0008,1115) holding one item, then a Modality element."""
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, item_length) + content
+    if implicit:
+        head = struct.pack("<HHI", 0x0008, 0x1115, len(item))
+        tail = struct.pack("<HHI", 0x0008, 0x0060, 2) + b"CT"
+    else:
+        head = struct.pack("<HH2s2xI", 0x0008, 0x1115, b"SQ", len(item))
+        tail = struct.pack("<HH2sH", 0x0008, 0x0060, b"CS", 2) + b"CT"
+    return head + item + tail
+
+
+@pytest.mark.parametrize(("implicit", "ts"), [(False, "1.2.840.10008.1.2.1"), (True, "1.2.840.10008.1.2")])
+def test_nested_items_must_fit_their_sequence(implicit: bool, ts: str) -> None:
+    uid = b"1.2.3\x00"
+    element = (struct.pack("<HHI", 0x0020, 0x000E, len(uid)) if implicit
+               else struct.pack("<HH2sH", 0x0020, 0x000E, b"UI", len(uid))) + uid
+    assert read_header(_sequence(len(element), element, implicit), ts).dataset.get("Modality") == "CT"
+    with pytest.raises(DatasetError, match="longer than its sequence"):
+        read_header(_sequence(100, element, implicit), ts)
+    with pytest.raises(DatasetError):  # the item's content does not fill the item exactly
+        read_header(_sequence(len(element) - 2, element, implicit), ts)
