@@ -125,21 +125,21 @@ class Daemon:
                 asyncio.create_task(pipeline.run(), name="pipeline")]
         workers = [asyncio.create_task(supervisor.keep_running(s), name=s.component.name) for s in component_states]
         watchdog = asyncio.create_task(self._watchdog(pipeline, core), name="watchdog")
+        started = asyncio.create_task(supervisor.wait_started())
+        stopped = asyncio.create_task(stop.wait())
         try:
-            started = asyncio.create_task(supervisor.wait_started())
-            await asyncio.wait([started, asyncio.create_task(stop.wait()), *core], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([started, stopped, *core], return_when=asyncio.FIRST_COMPLETED)
             if started.done() and not stop.is_set():
                 log.info("daemon_ready", components=supervisor.summary())
                 self.notifier.ready(f"ready; {supervisor.summary()}")
-                await asyncio.wait([asyncio.create_task(stop.wait()), *core], return_when=asyncio.FIRST_COMPLETED)
-            started.cancel()
+                await asyncio.wait([stopped, *core], return_when=asyncio.FIRST_COMPLETED)
             for task in core:
                 if task.done() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
             log.info("daemon_stopping")
             self.notifier.stopping()
-            await _cancel(workers)
+            await _cancel([started, stopped, *workers])
             pipeline.stop()
             await asyncio.wait([core[1]], timeout=10)
             await pipeline.drain()
