@@ -33,7 +33,6 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-HERE = Path(__file__).resolve().parent
 UID_ROOT = "1.2.826.0.1.3680043.10.1234.8"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -164,7 +163,7 @@ class SuiteDaemon(Receiver):
     name = "suite-daemon"
 
     def command(self, out: Path) -> list[str]:
-        return [sys.executable, str(HERE / "receiver_process.py"), str(out), str(self.port)]
+        return [sys.executable, "-m", "suite_daemon.dicom.standalone", str(out), str(self.port)]
 
 
 class WholeDaemon(Receiver):

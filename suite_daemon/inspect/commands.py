@@ -16,7 +16,7 @@ from suite_daemon.audit.chain import CHAIN_KEYS
 from suite_daemon.audit.journal_set import check_procedure_id
 from suite_daemon.audit.verify import VerifyResult, verify_dir, verify_file
 from suite_daemon.config import SuiteConfig
-from suite_daemon.inspect.report import FORMATS, NOT_MEASURED, collect, sections, write_report
+from suite_daemon.inspect.report import FORMATS, NOT_MEASURED, ReportData, collect, sections, write_report
 from suite_daemon.inspect.store import Procedure, StateStore, StoreError
 
 EXIT_OK = 0
@@ -43,6 +43,23 @@ def _known_procedure(store: StateStore, procedure_id: str) -> Procedure | None:
     if procedure is None:
         _err(f"unknown procedure: {procedure_id!r} is not in {store.index_path} nor in {store.journal_dir}")
     return procedure
+
+
+def _procedure_data(config: SuiteConfig, procedure_id: str) -> tuple[Procedure, ReportData] | None:
+    """The procedure and everything read about it, or None after saying on stderr why not."""
+    store = _store(config)
+    try:
+        procedure = _known_procedure(store, procedure_id)
+        if procedure is None:
+            return None
+        data = collect(store, procedure_id)
+    except StoreError as exc:
+        _err(str(exc))
+        return None
+    assert data is not None
+    for problem in data.problems:
+        _err(problem)
+    return procedure, data
 
 
 def _print_json(document: Any) -> None:
@@ -125,18 +142,10 @@ def _details(record: Mapping[str, Any], width: int = 90) -> str:
 
 
 def cmd_show(config: SuiteConfig, procedure_id: str, as_json: bool) -> int:
-    store = _store(config)
-    try:
-        procedure = _known_procedure(store, procedure_id)
-        if procedure is None:
-            return EXIT_FAILED
-        data = collect(store, procedure_id)
-    except StoreError as exc:
-        _err(str(exc))
+    found = _procedure_data(config, procedure_id)
+    if found is None:
         return EXIT_FAILED
-    assert data is not None
-    for problem in data.problems:
-        _err(problem)
+    procedure, data = found
     if as_json:
         _print_json({"summary": data.summary, "events": data.records})
         return EXIT_OK
@@ -216,17 +225,10 @@ def cmd_report(config: SuiteConfig, procedure_id: str, fmt: str, out: Path) -> i
     if fmt not in FORMATS:
         _err(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")
         return EXIT_USAGE
-    store = _store(config)
-    try:
-        if _known_procedure(store, procedure_id) is None:
-            return EXIT_FAILED
-        data = collect(store, procedure_id)
-    except StoreError as exc:
-        _err(str(exc))
+    found = _procedure_data(config, procedure_id)
+    if found is None:
         return EXIT_FAILED
-    assert data is not None
-    for problem in data.problems:
-        _err(problem)
+    _, data = found
     if not data.audit.ok:
         _err(f"warning: the audit journal does not verify: {data.audit.describe()}")
     try:

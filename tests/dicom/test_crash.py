@@ -13,8 +13,6 @@ from dicom_testdata import ct_slice, dataset_bytes, new_study, save, xa_run
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, XRayAngiographicImageStorage
 
-HERE = Path(__file__).parent
-
 
 def _sender(port: int, files: list[Path], acknowledged: list[Path], big_started: threading.Event) -> None:
     ae = AE(ae_title="TESTSCU")
@@ -44,7 +42,8 @@ async def test_sigkill_during_long_store_loses_nothing_acknowledged(tmp_path: Pa
     big = [save(xa_run(study, series, i, frames=60, rows=512, cols=512), tmp_path / "xa") for i in range(3)]
     state_dir, port = tmp_path / "state", free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "scp_process.py"), str(state_dir), str(port), stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "suite_daemon.dicom.standalone", str(state_dir), str(port),
+        stdout=asyncio.subprocess.PIPE
     )
     try:
         assert proc.stdout is not None

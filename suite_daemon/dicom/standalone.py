@@ -1,7 +1,8 @@
-"""suite-daemon's DICOM receiver alone in a process, for the benchmark: `python receiver_process.py STATE_DIR PORT`.
+"""The DICOM receiver alone in a process, without the event pipeline: for crash tests and benchmarks.
 
-The real `DicomReceiver` (durable spool with fsync, index, announcements) on a real `DaemonContext`; the
-sink resolves every durable submission at once. Prints `READY` when listening; stops on SIGTERM.
+`python -m suite_daemon.dicom.standalone STATE_DIR PORT` runs the real `DicomReceiver`
+(durable spool with fsync, index, announcements) on a real `DaemonContext` whose sink acknowledges every
+durable submission at once. Prints `READY` when listening; stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from suite_daemon.daemon.context import DaemonContext
 from suite_daemon.dicom.receiver import DicomReceiver
 
 
-async def main(state_dir: Path, port: int, variant: str) -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+async def run_receiver(state_dir: Path, port: int) -> None:
     dicom: dict[str, Any] = {
         "bind": "127.0.0.1",
         "port": port,
@@ -31,19 +31,17 @@ async def main(state_dir: Path, port: int, variant: str) -> None:
         "max_associations": 16,
         "allowed_callers": [{"ae_title": "*"}],
     }
-    if variant == "pdu16k":
-        dicom["max_pdu_size"] = 16384
-    config = SuiteConfig(suite={"id": "bench", "state_dir": state_dir}, dicom=dicom)
+    config = SuiteConfig(suite={"id": "standalone", "state_dir": state_dir}, dicom=dicom)
     queue: asyncio.Queue[Any] = asyncio.Queue()
     ctx = DaemonContext(config=config, loop=asyncio.get_running_loop(), inputs=queue)
 
-    async def sink() -> None:
+    async def acknowledge() -> None:
         while True:
             _, done = await queue.get()
             if done is not None:
                 done.set_result(None)
 
-    consumer = asyncio.create_task(sink())
+    consumer = asyncio.create_task(acknowledge())
     task = asyncio.create_task(DicomReceiver(config).run(ctx, lambda: print("READY", flush=True)))
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
@@ -52,4 +50,5 @@ async def main(state_dir: Path, port: int, variant: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "default"))
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    asyncio.run(run_receiver(Path(sys.argv[1]), int(sys.argv[2])))
