@@ -74,6 +74,16 @@ class Mosquitto:
             self.process.wait(10)
             self.process = None
 
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open but nothing is answered, as with a hung
+        broker or a network that drops everything. Nothing it holds is lost."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -67,3 +68,32 @@ class Collector:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+class SubscriberProcess(Collector):
+    """The same collector, with `mosquitto_sub` (a separate C client) doing the subscribing: a subscriber
+    that keeps up with any rate, for tests that send thousands of messages."""
+
+    def __init__(self, host: str, port: int, topic: str, client_id: str) -> None:
+        self.messages = []
+        self._cond = threading.Condition()
+        self.topic = topic
+        self.process = subprocess.Popen(
+            ["mosquitto_sub", "-h", host, "-p", str(port), "-q", "1", "-c", "-i", client_id, "-t", topic,
+             "-F", "%r\t%t\t%p"],
+            stdout=subprocess.PIPE,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            retain, topic, payload = line.rstrip(b"\n").split(b"\t", 2)
+            with self._cond:
+                self.messages.append(Received(topic.decode(), payload, retain == b"1"))
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
