@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -57,11 +58,11 @@ def assert_complete_in_order(seqs: list[int], expected: int) -> int:
     return len(seqs) - len(first_seen)
 
 
-async def test_ten_thousand_events_survive_a_broker_outage(broker: Mosquitto, suite_id: str, tmp_path: Path) -> None:
-    """The broker stops answering (frozen with SIGSTOP) for several seconds mid-stream: the daemon's
-    keepalive gives up on the connection, events pile up in the outbox, and after the broker is back
-    the backlog drains in order. The subscriber stays connected throughout, so what it receives is
-    exactly what the daemon delivered. (A broker restart with a backlog: test_daemon_lifecycle.)"""
+async def ten_thousand_events_across(outage: str, broker: Mosquitto, suite_id: str, tmp_path: Path) -> None:
+    """10,000 events in three procedures; at event 3,000 the broker goes away and comes back only after
+    event 6,000 and several seconds. `outage`: "freeze" (SIGSTOP: the connection hangs until the daemon's
+    keepalive gives up) or "restart" (SIGTERM, then a new broker process restoring its persisted sessions).
+    The subscriber (mosquitto_sub, persistent session) must receive every event, in order per procedure."""
     config = config_for(broker, suite_id, tmp_path, keepalive_s=5)
     root = config.topic_root
     collector = SubscriberProcess(broker.host, broker.port, f"{root}/procedure/#", f"{suite_id}-subscriber")
@@ -82,11 +83,11 @@ async def test_ten_thousand_events_survive_a_broker_outage(broker: Mosquitto, su
             if i % 500 == 499:
                 await asyncio.sleep(0.01)
             if i == 3_000:
-                broker.pause()
+                broker.pause() if outage == "freeze" else broker.stop(signal.SIGTERM)
             if i == 6_000:
-                # away long enough for the keepalive (5 s) to drop the connection, while events keep coming
-                await asyncio.sleep(12)
-                broker.resume()
+                # away long enough for the keepalive (5 s) to drop a frozen connection; events keep coming
+                await asyncio.sleep(12 if outage == "freeze" else 3)
+                broker.resume() if outage == "freeze" else broker.start()
         expected = {p: len(range(n, total, 3)) for n, p in enumerate(procedures)}
 
         def complete(_: object) -> bool:
@@ -113,7 +114,7 @@ async def test_ten_thousand_events_survive_a_broker_outage(broker: Mosquitto, su
             await asyncio.sleep(0.1)
         assert outbox.count == 0
     finally:
-        if broker.running:
+        if broker.running and outage == "freeze":
             broker.resume()
         pipeline.stop()
         for task in tasks:
@@ -121,6 +122,14 @@ async def test_ten_thousand_events_survive_a_broker_outage(broker: Mosquitto, su
         await asyncio.gather(*tasks, return_exceptions=True)
         await outbox.close()
         collector.close()
+
+
+async def test_ten_thousand_events_survive_a_frozen_broker(broker: Mosquitto, suite_id: str, tmp_path: Path) -> None:
+    await ten_thousand_events_across("freeze", broker, suite_id, tmp_path)
+
+
+async def test_ten_thousand_events_survive_a_broker_restart(broker: Mosquitto, suite_id: str, tmp_path: Path) -> None:
+    await ten_thousand_events_across("restart", broker, suite_id, tmp_path)
 
 
 async def test_outbox_is_bounded_and_alerts(broker: Mosquitto, suite_id: str, tmp_path: Path) -> None:
