@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, XRayAngiographicImageStorage
 
 from suite_daemon.config import SuiteConfig
 from suite_daemon.daemon.context import DaemonContext
@@ -121,3 +125,27 @@ async def run_tool(*args: str, env: dict[str, str] | None = None, limit_s: float
     async with asyncio.timeout(limit_s):
         out, _ = await proc.communicate()
     return int(proc.returncode or 0), out.decode(errors="replace")
+
+
+def store_until_killed(port: int, files: list[Path], acknowledged: list[Path], big_started: threading.Event) -> None:
+    """Send `files` on one association (run in a thread), recording each path answered 0x0000; sets
+    `big_started` when the first file of an `xa` folder goes out, so a test can kill the receiver then."""
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    ae.add_requested_context(XRayAngiographicImageStorage, "1.2.840.10008.1.2.1")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5  # bounds the wait once the peer is killed
+    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
+    assert assoc.is_established
+    try:
+        for path in files:
+            if path.parent.name == "xa":
+                big_started.set()
+            status = assoc.send_c_store(path)
+            if status and int(status.Status) == 0:
+                acknowledged.append(path)
+            elif not assoc.is_established:
+                return
+    finally:
+        big_started.set()
+        if assoc.is_established:
+            assoc.abort()

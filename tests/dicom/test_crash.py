@@ -8,32 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
-from dicom_harness import SCP_AE, free_port, running_receiver
+from dicom_harness import free_port, running_receiver, store_until_killed
 from dicom_testdata import ct_slice, dataset_bytes, new_study, save, xa_run
-from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, XRayAngiographicImageStorage
-
-
-def _sender(port: int, files: list[Path], acknowledged: list[Path], big_started: threading.Event) -> None:
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
-    ae.add_requested_context(XRayAngiographicImageStorage, "1.2.840.10008.1.2.1")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5  # bounds the wait once the peer is killed
-    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
-    assert assoc.is_established
-    try:
-        for path in files:
-            if "xa" in path.parent.name:
-                big_started.set()
-            status = assoc.send_c_store(path)
-            if status and int(status.Status) == 0:
-                acknowledged.append(path)
-            elif not assoc.is_established:
-                return
-    finally:
-        big_started.set()
-        if assoc.is_established:
-            assoc.abort()
 
 
 async def test_sigkill_during_long_store_loses_nothing_acknowledged(tmp_path: Path) -> None:
@@ -53,7 +29,7 @@ async def test_sigkill_during_long_store_loses_nothing_acknowledged(tmp_path: Pa
         assert line.strip() == b"READY"
         acknowledged: list[Path] = []
         big_started = threading.Event()
-        sender = threading.Thread(target=_sender, args=(port, small + big, acknowledged, big_started))
+        sender = threading.Thread(target=store_until_killed, args=(port, small + big, acknowledged, big_started))
         sender.start()
         await asyncio.to_thread(big_started.wait, 60)
         await asyncio.sleep(0.05)  # a multi-frame run is on the wire now

@@ -11,10 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from dicom_harness import SCP_AE
+from dicom_harness import SCP_AE, store_until_killed
 from dicom_testdata import ct_slice, dataset_bytes, new_study, save, xa_run
-from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, XRayAngiographicImageStorage
 
 from tests.mqtt_client import Collector
 
@@ -71,28 +69,6 @@ def test_store_and_refusal_published_and_audited(daemon_factory, broker, tmp_pat
     assert daemon.stop(signal.SIGTERM) == 0
 
 
-def _send(port: int, files: list[Path], acknowledged: list[Path], big_started: threading.Event) -> None:
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
-    ae.add_requested_context(XRayAngiographicImageStorage, "1.2.840.10008.1.2.1")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5  # bounds the wait once the peer is killed
-    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
-    assert assoc.is_established
-    try:
-        for path in files:
-            if path.parent.name == "xa":
-                big_started.set()
-            status = assoc.send_c_store(path)
-            if status and int(status.Status) == 0:
-                acknowledged.append(path)
-            elif not assoc.is_established:
-                return
-    finally:
-        big_started.set()
-        if assoc.is_established:
-            assoc.abort()
-
-
 def test_sigkill_during_long_store_then_restart(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     daemon = daemon_factory(allowed_callers=CALLERS)
     study, series = new_study()
@@ -101,7 +77,8 @@ def test_sigkill_during_long_store_then_restart(daemon_factory, tmp_path: Path) 
     daemon.start()
     acknowledged: list[Path] = []
     big_started = threading.Event()
-    sender = threading.Thread(target=_send, args=(daemon.dicom_port, small + big, acknowledged, big_started))
+    sender = threading.Thread(target=store_until_killed,
+                              args=(daemon.dicom_port, small + big, acknowledged, big_started))
     sender.start()
     assert big_started.wait(120)
     daemon.process.send_signal(signal.SIGKILL)
