@@ -89,29 +89,40 @@ class InstanceIndex:
 
     def add(self, summary: Mapping[str, Any], path: Path) -> bool:
         """Record a stored instance (not yet announced). False if it was already there."""
+        return self.add_many([(summary, path)]) == 1
+
+    def add_many(self, instances: list[tuple[Mapping[str, Any], Path]]) -> int:
+        """Record stored instances in one transaction; returns how many were new."""
+        received_at = rfc3339(utc_now())
+        rows = [
+            (
+                summary["sop_instance_uid"],
+                summary["study_instance_uid"],
+                summary["series_instance_uid"],
+                summary["sop_class_uid"],
+                str(path),
+                summary["bytes"],
+                received_at,
+                json.dumps(summary, separators=(",", ":")),
+            )
+            for summary, path in instances
+        ]
         with self._lock:
             self._db.execute("BEGIN")
             try:
                 self._apply_announced()
-                cur = self._db.execute(
+                after_announced = self._db.total_changes
+                self._db.executemany(
                     "INSERT OR IGNORE INTO dicom_instances (sop_instance_uid, study_instance_uid, series_instance_uid,"
                     " sop_class_uid, path, bytes, received_at, announced, summary) VALUES (?,?,?,?,?,?,?,0,?)",
-                    (
-                        summary["sop_instance_uid"],
-                        summary["study_instance_uid"],
-                        summary["series_instance_uid"],
-                        summary["sop_class_uid"],
-                        str(path),
-                        summary["bytes"],
-                        rfc3339(utc_now()),
-                        json.dumps(summary, separators=(",", ":")),
-                    ),
+                    rows,
                 )
+                added = self._db.total_changes - after_announced
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return cur.rowcount == 1
+        return added
 
     def mark_announced(self, sop_instance_uid: str) -> None:
         """Thread-safe and non-blocking (called from the pipeline's thread): applied with the next write."""

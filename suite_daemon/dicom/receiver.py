@@ -75,17 +75,19 @@ class DicomReceiver:
     async def run(self, ctx: DaemonContext, started: Callable[[], None]) -> None:
         cfg = self.config.dicom
         self._ctx = ctx
-        spool = Spool(ctx.state_dir / "spool")
-        await asyncio.to_thread(spool.prepare)
+        spool = Spool(ctx.state_dir / "spool", cfg.ingest_log_mb * 1024 * 1024)
+        logged = await asyncio.to_thread(spool.prepare)
         try:
             index = await asyncio.to_thread(InstanceIndex, ctx.index_path)
         except BaseException:
             spool.close()
             raise
+        store: StoreService | None = None
         try:
             store = StoreService(ctx, spool, index, cfg.min_free_mb)
             mpps = MppsService(ctx, index, cfg.mpps_commit_timeout_s)
-            await asyncio.to_thread(store.recover)
+            await asyncio.to_thread(store.recover, logged)
+            store.filer.start()
             self._policy = await asyncio.to_thread(
                 CallerPolicy, list(cfg.allowed_callers), cfg.ae_title, cfg.max_associations
             )
@@ -102,9 +104,12 @@ class DicomReceiver:
             ssl_context = server_context(cfg.tls) if cfg.tls is not None else None
             server = await asyncio.to_thread(self._start_server, ae, handlers, ssl_context, spool)
         except BaseException:
+            if store is not None:
+                store.filer.stop()
             spool.close()
             index.close()
             raise
+        assert store is not None
         self._server = server
         self.port = server.server_address[1]
         log.info("dicom_listening", ae_title=cfg.ae_title, bind=cfg.bind, port=self.port, tls=ssl_context is not None)
@@ -114,7 +119,7 @@ class DicomReceiver:
                 await asyncio.sleep(FLUSH_INTERVAL_S)
                 await asyncio.to_thread(index.flush_announced)
         finally:
-            stopper = asyncio.ensure_future(asyncio.to_thread(self._shutdown, server, index, spool))
+            stopper = asyncio.ensure_future(asyncio.to_thread(self._shutdown, server, store, index, spool))
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(stopper)
 
@@ -133,7 +138,7 @@ class DicomReceiver:
         thread.start()
         return server
 
-    def _shutdown(self, server: LeanAssociationServer, index: InstanceIndex, spool: Spool) -> None:
+    def _shutdown(self, server: LeanAssociationServer, store: StoreService, index: InstanceIndex, spool: Spool) -> None:
         server.shutdown()  # stops accepting and closes the listening socket
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         while server.active_associations and time.monotonic() < deadline:
@@ -141,6 +146,7 @@ class DicomReceiver:
         for assoc in server.active_associations:
             log.warning("dicom_association_aborted_on_stop", calling_ae=str(assoc.requestor.ae_title).strip())
             assoc.abort()
+        store.filer.stop()
         spool.close()
         index.close()
         log.info("dicom_stopped")

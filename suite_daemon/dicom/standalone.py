@@ -1,6 +1,6 @@
 """The DICOM receiver alone in a process, without the event pipeline: for crash tests and benchmarks.
 
-`python -m suite_daemon.dicom.standalone STATE_DIR PORT` runs the real `DicomReceiver`
+`python -m suite_daemon.dicom.standalone STATE_DIR PORT [INGEST_LOG_MB]` runs the real `DicomReceiver`
 (durable spool with fsync, index, announcements) on a real `DaemonContext` whose sink acknowledges every
 durable submission at once. Prints `READY` when listening; stops on SIGTERM.
 """
@@ -22,7 +22,7 @@ from suite_daemon.daemon.context import DaemonContext
 from suite_daemon.dicom.receiver import DicomReceiver
 
 
-async def run_receiver(state_dir: Path, port: int) -> None:
+async def run_receiver(state_dir: Path, port: int, ingest_log_mb: int = 256) -> None:
     dicom: dict[str, Any] = {
         "bind": "127.0.0.1",
         "port": port,
@@ -30,6 +30,7 @@ async def run_receiver(state_dir: Path, port: int) -> None:
         "min_free_mb": 0,
         "max_associations": 16,
         "allowed_callers": [{"ae_title": "*"}],
+        "ingest_log_mb": ingest_log_mb,
     }
     config = SuiteConfig(suite={"id": "standalone", "state_dir": state_dir}, dicom=dicom)
     queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -51,4 +52,4 @@ async def run_receiver(state_dir: Path, port: int) -> None:
 
 if __name__ == "__main__":
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    asyncio.run(run_receiver(Path(sys.argv[1]), int(sys.argv[2])))
+    asyncio.run(run_receiver(Path(sys.argv[1]), int(sys.argv[2]), *(int(a) for a in sys.argv[3:4])))

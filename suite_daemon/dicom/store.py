@@ -1,4 +1,6 @@
-"""C-STORE: check, write durably, index, announce. Runs in pynetdicom's association threads."""
+"""C-STORE: check, make durable, answer; then (filing.py) file, index, announce.
+
+Runs in pynetdicom's association threads."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import structlog
 from pydicom.filereader import dcmread
 
 from suite_daemon.daemon.context import DaemonContext
+from suite_daemon.dicom.filing import Filer
 from suite_daemon.dicom.index import InstanceIndex, StoredInstance
+from suite_daemon.dicom.ingest_log import LoggedRecord
 from suite_daemon.dicom.part10 import (
     DatasetError,
     clean_uid,
@@ -46,6 +50,7 @@ class StoreService:
         self.min_free_mb = min_free_mb
         self._in_flight: set[str] = set()
         self._in_flight_cv = threading.Condition()
+        self.filer = Filer(spool, index, self.announce_many)
 
     # -- the handler ---------------------------------------------------------------------------
 
@@ -123,16 +128,20 @@ class StoreService:
             ds, sop_class_uid=sop_class, transfer_syntax_uid=transfer_syntax, calling_ae=calling_ae, nbytes=len(data)
         )
         with self._claim(instance):
-            known = self.index.lookup(instance)
-            if known is not None:
+            known_path = self.filer.pending(instance)
+            if known_path is None:
+                known = self.index.lookup(instance)
+                known_path = known.path if known is not None else None
+            if known_path is not None:
                 log.info("dicom_duplicate_instance", sop_instance_uid=instance, calling_ae=calling_ae)
-                self.ctx.submit(ImageStored(summary=summary, path=known.path, duplicate=True))
+                self.ctx.submit(ImageStored(summary=summary, path=known_path, duplicate=True))
                 return SUCCESS
             try:
                 if stream is not None:  # already written while it arrived (see fast_dimse)
-                    self.spool.commit(stream, path)
+                    ref = self.spool.commit(stream, path)
                 else:
-                    self.spool.write(path, encode_file_meta(sop_class, instance, transfer_syntax, calling_ae), data)
+                    head = encode_file_meta(sop_class, instance, transfer_syntax, calling_ae)
+                    ref = self.spool.write(path, head, data)
             except OSError as exc:
                 return self._fail(
                     OUT_OF_RESOURCES,
@@ -141,8 +150,7 @@ class StoreService:
                     where,
                     level="critical",
                 )
-            self.index.add(summary, path)
-        self.announce(StoredInstance(instance, path, summary, announced=False))
+            self.filer.submit(summary, path, ref)
         log.debug("dicom_stored", sop_instance_uid=instance, study_instance_uid=study, bytes=len(data))
         return SUCCESS
 
@@ -156,6 +164,15 @@ class StoreService:
                 self.index.mark_announced(uid)
 
         future.add_done_callback(_done)
+
+    def announce_many(self, stored: list[StoredInstance]) -> None:
+        """`announce` a batch with one wake-up of the event loop."""
+
+        def _all() -> None:
+            for item in stored:
+                self.announce(item)
+
+        self.ctx.loop.call_soon_threadsafe(_all)
 
     @contextmanager
     def _claim(self, sop_instance: str) -> Iterator[None]:
@@ -182,11 +199,23 @@ class StoreService:
 
     # -- startup recovery ------------------------------------------------------------------------
 
-    def recover(self) -> tuple[int, int]:
-        """Index spool files a crash left unindexed, then re-announce everything not yet announced.
+    def recover(self, logged: list[LoggedRecord]) -> tuple[int, int]:
+        """File the ingest log's objects, index spool files a crash left unindexed, then re-announce
+        everything not yet announced. Runs before the receiver serves.
 
         Returns (files indexed now, instances re-announced).
         """
+        for record in logged:
+            try:
+                path = self.spool.from_relative(record.relative_path)
+            except ValueError:
+                log.error("dicom_ingest_record_bad_path", path=record.relative_path)
+                self.spool.log.filed(record.ref, None)
+                continue
+            self.spool.file_record(record.ref, path)
+        if logged:
+            self.spool.checkpoint(idle=True)
+            log.info("dicom_ingest_log_replayed", objects=len(logged))
         known = self.index.known_paths()
         indexed = 0
         for path in self.spool.files():

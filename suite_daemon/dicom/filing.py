@@ -1,0 +1,119 @@
+"""After the answer: file logged objects into the spool, index them and announce them, in batches.
+
+A store makes its object durable (in the ingest log or its spool file), answers, and hands it here. One
+background thread then copies logged objects to their spool files, inserts the index rows of a batch in one
+transaction, hands the batch to the pipeline in one call, and lets the ingest log reuse segments whose
+objects are all filed. Until its row is indexed, an object is found by `pending` (duplicate detection).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from suite_daemon.dicom.index import InstanceIndex, StoredInstance
+from suite_daemon.dicom.ingest_log import RecordRef
+from suite_daemon.dicom.spool import Spool
+
+log = structlog.get_logger()
+
+GATHER_S = 0.005
+"""After a wake-up, wait this long for more objects: one transaction and one hand-over per batch."""
+IDLE_CHECKPOINT_S = 1.0
+"""With no object for this long, partly used log segments are synced and reused too."""
+RETRY_S = 5.0
+
+
+@dataclass(slots=True)
+class _Job:
+    summary: dict[str, Any]
+    path: Path
+    ref: RecordRef | None
+
+
+class Filer:
+    def __init__(self, spool: Spool, index: InstanceIndex, announce: Callable[[list[StoredInstance]], None]) -> None:
+        self.spool = spool
+        self.index = index
+        self.announce = announce
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._pending: dict[str, Path] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._unfiled: list[_Job] = []
+        """Logged objects that could not be copied yet (e.g. disk full): retried; their segment waits."""
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="dicom-filer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """File what is queued, sync, and stop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(60)
+        self._file_batch()
+        try:
+            self.spool.checkpoint(idle=True)
+        except OSError as exc:
+            log.error("dicom_checkpoint_failed", error=str(exc))
+
+    def submit(self, summary: dict[str, Any], path: Path, ref: RecordRef | None) -> None:
+        """Thread-safe, never blocks: `path` is durable (in the log when `ref` is set)."""
+        with self._lock:
+            self._pending[summary["sop_instance_uid"]] = path
+        self._jobs.append(_Job(summary, path, ref))
+        self._wake.set()
+
+    def pending(self, sop_instance_uid: str) -> Path | None:
+        with self._lock:
+            return self._pending.get(sop_instance_uid)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            woken = self._wake.wait(IDLE_CHECKPOINT_S if not self._unfiled else RETRY_S)
+            self._wake.clear()
+            if woken and not self._stop.is_set():
+                self._stop.wait(GATHER_S)
+            try:
+                self._file_batch()
+                self.spool.checkpoint(idle=not woken)
+            except Exception:
+                log.exception("dicom_filing_failed")
+                self._stop.wait(1.0)
+
+    def _file_batch(self) -> None:
+        jobs, self._unfiled = self._unfiled, []
+        while self._jobs:
+            jobs.append(self._jobs.popleft())
+        if not jobs:
+            return
+        filed: list[_Job] = []
+        for job in jobs:
+            if job.ref is not None:
+                try:
+                    self.spool.file_record(job.ref, job.path)
+                except OSError as exc:
+                    # Durable in the log; filed on a later try or at the next start.
+                    log.error("dicom_filing_failed", path=str(job.path), error=str(exc))
+                    self._unfiled.append(job)
+                    continue
+            filed.append(job)
+        if not filed:
+            return
+        self.index.add_many([(job.summary, job.path) for job in filed])
+        with self._lock:
+            for job in filed:
+                if self._pending.get(job.summary["sop_instance_uid"]) == job.path:
+                    del self._pending[job.summary["sop_instance_uid"]]
+        self.announce([StoredInstance(j.summary["sop_instance_uid"], j.path, j.summary, False) for j in filed])

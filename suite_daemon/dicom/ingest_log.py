@@ -1,0 +1,416 @@
+"""The ingest log: received objects made durable with one cheap sync, then filed into the spool later.
+
+Making a new spool file durable costs a journal commit (the file's size and blocks, the rename, the directory)
+on top of its data: on this kind of machine about 0.5 ms for a 9 KB object and 0.85 ms for a 0.5 MB CT slice.
+Overwriting blocks that already exist costs only the data: 0.11 ms and 0.29 ms. So a store writes the object
+into a segment file whose blocks already exist (zero-filled once when created, reused ever after),
+`fdatasync`s it and answers; a background thread then copies it to its spool file (no sync), and once a whole
+segment has been filed, one `syncfs` makes all those files durable before the segment is reused.
+
+Segment layout: a 4 KiB header page (magic, generation), then records, each at a 4 KiB boundary:
+a 64-byte header (magic, generation, payload and meta lengths, CRC-32 of payload + meta, CRC-32 of the
+header), the payload (the Part 10 file's bytes), the meta (the spool path, relative). A record is valid only
+with the segment's current generation and both checksums; recovery reads a segment's records up to the first
+invalid one. Reusing a segment bumps its generation, which invalidates every old record at once.
+
+Only objects up to `LOG_OBJECT_MAX` go through the log; larger ones (multi-frame runs), whose sync is
+dominated by their data anyway, are written to their spool file directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger()
+
+PAGE = 4096
+LOG_OBJECT_MAX = 4 * 1024 * 1024
+"""Objects larger than this skip the log (their own data dominate their sync cost)."""
+SEGMENT_BYTES = 16 * 1024 * 1024
+_SEAL_BELOW = 1024 * 1024
+"""A segment with less room than this takes no new writers."""
+_SPARES = 2
+_SEGMENT_MAGIC = b"SDINGEST"
+_SEGMENT_HEADER = struct.Struct("<8sQI")
+_RECORD_MAGIC = b"SDRECORD"
+_RECORD_HEADER = struct.Struct("<8sQQII")
+_RECORD_HEADER_SIZE = 64
+_META_MAX = 1024
+_ZERO_CHUNK = bytes(1024 * 1024)
+
+
+def _align(n: int) -> int:
+    return (n + PAGE - 1) & ~(PAGE - 1)
+
+
+class Segment:
+    def __init__(self, path: Path, fd: int, size: int, generation: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.size = size
+        self.generation = generation
+        self.write_pos = PAGE
+        self.records = 0
+        self.filed = 0
+        self.busy = False
+        self.sealed = False
+        self.files: list[Path] = []
+        """Spool files filed from this segment (fsynced one by one where syncfs is missing)."""
+
+    @property
+    def room(self) -> int:
+        return self.size - self.write_pos
+
+    @property
+    def all_filed(self) -> bool:
+        return self.filed == self.records
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    segment: Segment
+    payload_offset: int
+    payload_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRecord:
+    """A valid record found at start: its object may not be in the spool yet."""
+
+    ref: RecordRef
+    relative_path: str
+
+
+class LogWriter:
+    """One record being written into a segment the writer holds alone (one store at a time per segment)."""
+
+    def __init__(self, ingest: IngestLog, segment: Segment) -> None:
+        self._log = ingest
+        self.segment = segment
+        self._start = segment.write_pos
+        self._pos = self._start + _RECORD_HEADER_SIZE
+        self._limit = min(segment.size - _META_MAX, self._pos + LOG_OBJECT_MAX)
+        self._crc = 0
+        self._open = True
+
+    @property
+    def written(self) -> int:
+        return self._pos - self._start - _RECORD_HEADER_SIZE
+
+    def feed(self, chunk: bytes | memoryview) -> bool:
+        """Append to the payload; False (nothing written) when it would not fit: use a spool file instead."""
+        if self._pos + len(chunk) > self._limit:
+            return False
+        _pwrite_all(self.segment.fd, chunk, self._pos)
+        self._crc = zlib.crc32(chunk, self._crc)
+        self._pos += len(chunk)
+        return True
+
+    def copy_payload_to(self, fd: int) -> None:
+        """Copy what was fed so far to `fd` (a spool file taking over a stream that outgrew the log)."""
+        _copy_range(self.segment.fd, self._start + _RECORD_HEADER_SIZE, self.written, fd)
+
+    def commit(self, relative_path: str) -> RecordRef:
+        """Write the record header and meta, fdatasync: the object is durable when this returns."""
+        meta = relative_path.encode("utf-8")
+        if len(meta) > _META_MAX:
+            raise ValueError("spool path too long for the ingest log")
+        segment = self.segment
+        payload_len = self.written
+        crc = zlib.crc32(meta, self._crc)
+        head = _RECORD_HEADER.pack(_RECORD_MAGIC, segment.generation, payload_len, len(meta), crc)
+        head += struct.pack("<I", zlib.crc32(head))
+        try:
+            _pwrite_all(segment.fd, meta, self._pos)
+            _pwrite_all(segment.fd, head.ljust(_RECORD_HEADER_SIZE, b"\0"), self._start)
+            os.fdatasync(segment.fd)
+        except BaseException:
+            self.abandon()
+            raise
+        ref = RecordRef(segment, self._start + _RECORD_HEADER_SIZE, payload_len)
+        self._log._release(self, _align(self._pos + len(meta)), recorded=True)
+        return ref
+
+    def abandon(self) -> None:
+        """Give the segment back without a record (its space is reused by the next one)."""
+        if self._open:
+            self._log._release(self, self._start, recorded=False)
+
+    def _close(self) -> None:
+        self._open = False
+
+
+class IngestLog:
+    """The segments in `directory`: at most `total_bytes` of them, created (zero-filled) on demand."""
+
+    def __init__(self, directory: Path, total_bytes: int, segment_bytes: int = SEGMENT_BYTES) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.max_segments = total_bytes // segment_bytes if total_bytes > 0 else 0
+        self._segments: list[Segment] = []
+        self._lock = threading.Lock()
+        self._need_spare = threading.Event()
+        self._stop = threading.Event()
+        self._maker: threading.Thread | None = None
+        self._syncfs = _syncfs_function()
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_segments > 0
+
+    # -- start and stop ---------------------------------------------------------------------------
+
+    def open(self) -> list[LoggedRecord]:
+        """Open the existing segments and return their valid records (to be filed before serving)."""
+        if not self.enabled:
+            return []
+        self.directory.mkdir(parents=True, exist_ok=True)
+        pending: list[LoggedRecord] = []
+        for path in sorted(self.directory.glob("seg-*.log")):
+            segment = self._open_segment(path)
+            if segment is None:
+                continue
+            self._segments.append(segment)
+            pending.extend(self._scan(segment))
+        self._stop.clear()
+        self._need_spare.set()
+        self._maker = threading.Thread(target=self._make_spares, name="dicom-ingest-segments", daemon=True)
+        self._maker.start()
+        return pending
+
+    def close(self) -> None:
+        self._stop.set()
+        self._need_spare.set()
+        if self._maker is not None:
+            self._maker.join(10)
+        with self._lock:
+            for segment in self._segments:
+                os.close(segment.fd)
+            self._segments.clear()
+
+    def _open_segment(self, path: Path) -> Segment | None:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            log.warning("dicom_ingest_segment_unreadable", path=str(path), error=str(exc))
+            return None
+        size = os.fstat(fd).st_size
+        raw = os.pread(fd, _SEGMENT_HEADER.size, 0)
+        magic, generation, crc = _SEGMENT_HEADER.unpack(raw) if len(raw) == _SEGMENT_HEADER.size else (b"", 0, 0)
+        if magic != _SEGMENT_MAGIC or crc != zlib.crc32(raw[:16]) or size < 2 * PAGE:
+            # Never completed (a crash while it was being created): it holds no record; make it again.
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            return None
+        return Segment(path, fd, size, generation)
+
+    def _scan(self, segment: Segment) -> Iterator[LoggedRecord]:
+        pos = PAGE
+        while pos + _RECORD_HEADER_SIZE <= segment.size:
+            head = os.pread(segment.fd, _RECORD_HEADER_SIZE, pos)
+            magic, generation, payload_len, meta_len, crc = _RECORD_HEADER.unpack_from(head)
+            (head_crc,) = struct.unpack_from("<I", head, _RECORD_HEADER.size)
+            if (
+                magic != _RECORD_MAGIC
+                or generation != segment.generation
+                or head_crc != zlib.crc32(head[: _RECORD_HEADER.size])
+            ):
+                break
+            payload_offset = pos + _RECORD_HEADER_SIZE
+            end = payload_offset + payload_len + meta_len
+            if end > segment.size or meta_len > _META_MAX:
+                break
+            check = 0
+            for chunk_offset in range(payload_offset, payload_offset + payload_len, 1 << 20):
+                n = min(1 << 20, payload_offset + payload_len - chunk_offset)
+                check = zlib.crc32(os.pread(segment.fd, n, chunk_offset), check)
+            meta = os.pread(segment.fd, meta_len, payload_offset + payload_len)
+            if zlib.crc32(meta, check) != crc:
+                break  # torn: written but never answered
+            segment.records += 1
+            yield LoggedRecord(RecordRef(segment, payload_offset, payload_len), meta.decode("utf-8", "replace"))
+            pos = _align(end)
+        segment.write_pos = pos
+
+    # -- writers ---------------------------------------------------------------------------------
+
+    def writer(self) -> LogWriter | None:
+        """A segment with room, held alone until commit/abandon; None when none is ready."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            best: Segment | None = None
+            for segment in self._segments:
+                if segment.busy or segment.sealed or segment.room < _SEAL_BELOW:
+                    continue
+                if best is None or segment.write_pos > best.write_pos:
+                    best = segment  # fill the fullest first: the others stay spare
+            spares = sum(1 for s in self._segments if not s.busy and s.records == 0)
+            if spares < _SPARES and len(self._segments) < self.max_segments:
+                self._need_spare.set()
+            if best is None:
+                return None
+            best.busy = True
+        return LogWriter(self, best)
+
+    def _release(self, writer: LogWriter, write_pos: int, recorded: bool) -> None:
+        writer._close()
+        segment = writer.segment
+        with self._lock:
+            segment.write_pos = write_pos
+            if recorded:
+                segment.records += 1
+            if segment.room < _SEAL_BELOW:
+                segment.sealed = True
+            segment.busy = False
+
+    def filed(self, ref: RecordRef, path: Path | None) -> None:
+        """The record's object is in its spool file (not yet synced); None: the record is given up."""
+        with self._lock:
+            ref.segment.filed += 1
+            if self._syncfs is None and path is not None:
+                ref.segment.files.append(path)
+
+    # -- reuse -----------------------------------------------------------------------------------
+
+    def checkpoint(self, idle: bool, spool_root: Path) -> int:
+        """Make the filed objects durable and reuse their segments: full ones always, partly used ones
+        only when `idle` (no store for a while) or on stop. Returns the segments reused."""
+        with self._lock:
+            ready = [s for s in self._segments if not s.busy and s.records and s.all_filed and (s.sealed or idle)]
+            for segment in ready:
+                segment.busy = True  # no writer may take it while it is reset
+        if not ready:
+            return 0
+        try:
+            self._sync_files(ready, spool_root)
+            for segment in ready:
+                self._reset(segment)
+        finally:
+            with self._lock:
+                for segment in ready:
+                    segment.busy = False
+        return len(ready)
+
+    def _sync_files(self, segments: list[Segment], spool_root: Path) -> None:
+        if self._syncfs is not None:
+            fd = os.open(spool_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                if self._syncfs(fd) != 0:
+                    raise OSError(ctypes.get_errno(), "syncfs failed")
+            finally:
+                os.close(fd)
+            return
+        directories: set[Path] = set()
+        for segment in segments:
+            for path in segment.files:
+                _fsync_path(path)
+                directories.add(path.parent)
+        for directory in directories:
+            _fsync_path(directory)
+
+    def _reset(self, segment: Segment) -> None:
+        generation = segment.generation + 1
+        _write_segment_header(segment.fd, generation)
+        os.fdatasync(segment.fd)
+        with self._lock:
+            segment.generation = generation
+            segment.write_pos = PAGE
+            segment.records = segment.filed = 0
+            segment.sealed = False
+            segment.files.clear()
+
+    def _make_spares(self) -> None:
+        while not self._stop.is_set():
+            self._need_spare.wait()
+            self._need_spare.clear()
+            while not self._stop.is_set():
+                with self._lock:
+                    spares = sum(1 for s in self._segments if not s.busy and s.records == 0)
+                    if spares >= _SPARES or len(self._segments) >= self.max_segments:
+                        break
+                    index = max((int(s.path.stem[4:]) for s in self._segments), default=-1) + 1
+                try:
+                    segment = self._create_segment(self.directory / f"seg-{index:03d}.log")
+                except OSError as exc:  # e.g. the disk is full: stores use the direct path meanwhile
+                    log.warning("dicom_ingest_segment_not_created", error=str(exc))
+                    self._stop.wait(5.0)
+                    break
+                with self._lock:
+                    self._segments.append(segment)
+
+    def _create_segment(self, path: Path) -> Segment:
+        tmp = path.with_suffix(".new")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        try:
+            for offset in range(0, self.segment_bytes, len(_ZERO_CHUNK)):
+                if self._stop.is_set():
+                    raise OSError("stopping")
+                _pwrite_all(fd, _ZERO_CHUNK[: self.segment_bytes - offset], offset)
+            _write_segment_header(fd, 1)
+            os.fsync(fd)
+            os.rename(tmp, path)
+            _fsync_path(self.directory)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return Segment(path, fd, self.segment_bytes, 1)
+
+
+def _write_segment_header(fd: int, generation: int) -> None:
+    raw = _SEGMENT_MAGIC + struct.pack("<Q", generation)
+    _pwrite_all(fd, _SEGMENT_HEADER.pack(_SEGMENT_MAGIC, generation, zlib.crc32(raw)), 0)
+
+
+def copy_record(ref: RecordRef, fd: int) -> None:
+    """Copy a record's payload into `fd` (in the kernel)."""
+    _copy_range(ref.segment.fd, ref.payload_offset, ref.payload_len, fd)
+
+
+def _copy_range(src: int, offset: int, count: int, dst: int) -> None:
+    """Copy `count` bytes at `offset` of `src` to `dst` at its file position (which advances)."""
+    while count:
+        n = os.copy_file_range(src, dst, count, offset)
+        if n <= 0:
+            raise OSError("copy_file_range copied nothing")
+        offset += n
+        count -= n
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _syncfs_function() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn

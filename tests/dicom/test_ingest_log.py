@@ -1,0 +1,144 @@
+"""The ingest log on a real file system: records survive a crash, torn ones are ignored, segments are reused."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from dicom_harness import running_receiver
+from dicom_testdata import ct_slice, dataset_bytes, new_study, save
+
+from suite_daemon.dicom.ingest_log import LOG_OBJECT_MAX, PAGE
+from suite_daemon.dicom.part10 import dataset_offset
+from suite_daemon.dicom.spool import Spool
+
+LOG_BYTES = 32 * 1024 * 1024
+
+
+def _ready_spool(root: Path) -> tuple[Spool, list]:
+    spool = Spool(root, LOG_BYTES)
+    pending = spool.prepare()
+    deadline = time.monotonic() + 30
+    while (writer := spool.log.writer()) is None:  # segments are made in the background
+        assert time.monotonic() < deadline, "no ingest log segment was made"
+        time.sleep(0.01)
+    writer.abandon()
+    return spool, pending
+
+
+def _objects(tmp_path: Path, count: int) -> list[tuple[Path, bytes, bytes]]:
+    """(spool-relative target, Part 10 head, data set) of `count` CT slices."""
+    study, series = new_study()
+    out = []
+    for i in range(count):
+        source = save(ct_slice(study, series, i, rows=64, cols=64), tmp_path / "src")
+        raw = source.read_bytes()
+        cut = dataset_offset(raw)
+        out.append((Path(study, series, source.name), raw[:cut], raw[cut:]))
+    return out
+
+
+def test_logged_objects_survive_a_crash_and_are_filed_byte_for_byte(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    spool, pending = _ready_spool(root)
+    assert pending == []
+    objects = _objects(tmp_path, 5)
+    for relative, head, data in objects:
+        assert spool.write(root / relative, head, data) is not None  # durable in the log, not filed
+    spool.close()  # as a crash would leave it: no checkpoint, nothing filed
+    assert not list(root.glob("*/*/*.dcm"))
+
+    again, pending = _ready_spool(root)
+    try:
+        assert [r.relative_path for r in pending] == [str(o[0]) for o in objects]
+        for record in pending:
+            again.file_record(record.ref, again.from_relative(record.relative_path))
+        for relative, head, data in objects:
+            assert (root / relative).read_bytes() == head + data
+        assert again.checkpoint(idle=True) >= 1
+    finally:
+        again.close()
+    third, pending = _ready_spool(root)  # after the checkpoint the log holds nothing any more
+    third.close()
+    assert pending == []
+
+
+def test_a_torn_record_and_everything_after_it_is_ignored(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    spool, _ = _ready_spool(root)
+    objects = _objects(tmp_path, 3)
+    refs = [spool.write(root / relative, head, data) for relative, head, data in objects]
+    spool.close()
+    last = refs[-1]
+    assert last is not None
+    fd = os.open(last.segment.path, os.O_RDWR)
+    try:
+        os.pwrite(fd, b"\xff\xfe", last.payload_offset + 100)  # as if the crash hit while it was written
+    finally:
+        os.close(fd)
+    again, pending = _ready_spool(root)
+    again.close()
+    assert [r.relative_path for r in pending] == [str(o[0]) for o in objects[:2]]
+
+
+def test_a_reused_segment_invalidates_its_old_records(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    spool, _ = _ready_spool(root)
+    first = _objects(tmp_path, 2)
+    refs = [spool.write(root / relative, head, data) for relative, head, data in first]
+    for ref, (relative, _, _) in zip(refs, first, strict=True):
+        assert ref is not None
+        spool.file_record(ref, root / relative)
+    generation = refs[0].segment.generation
+    assert spool.checkpoint(idle=True) >= 1
+    assert refs[0].segment.generation == generation + 1
+    relative, head, data = _objects(tmp_path / "b", 1)[0]
+    ref = spool.write(root / relative, head, data)
+    assert ref is not None and ref.payload_offset < PAGE * 2  # written from the segment's start again
+    spool.close()
+    again, pending = _ready_spool(root)
+    again.close()
+    assert [r.relative_path for r in pending] == [str(relative)]
+
+
+def test_a_large_object_streams_to_its_own_file(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    spool, _ = _ready_spool(root)
+    try:
+        head = b"H" * 300
+        chunk = os.urandom(256 * 1024)
+        chunks = (LOG_OBJECT_MAX // len(chunk)) + 3
+        stream = spool.open_stream(head)
+        for _ in range(chunks):
+            stream.feed(chunk)
+        assert stream.writer is None  # it outgrew the log and moved to a spool file
+        path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.5")
+        assert spool.commit(stream, path) is None
+        assert path.read_bytes() == head + chunk * chunks
+        small = spool.write(spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.6"), b"x" * 1000)
+        assert small is not None and small.segment is not None  # the log took the next object again
+    finally:
+        spool.close()
+
+
+async def test_the_receiver_files_logged_objects_before_serving(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    root = state_dir / "spool"
+    spool, _ = _ready_spool(root)
+    study, series = new_study()
+    sources = [save(ct_slice(study, series, i, rows=64, cols=64), tmp_path / "src") for i in range(4)]
+    for source in sources:
+        raw = source.read_bytes()
+        cut = dataset_offset(raw)
+        assert spool.write(spool.path_for(study, series, source.stem), raw[:cut], raw[cut:]) is not None
+    spool.close()  # killed before filing
+
+    async with running_receiver(state_dir) as scp:
+        await scp.wait_for(lambda: len(scp.images) == len(sources))
+        assert all(i.summary["recovered"] for i in scp.images)
+        with sqlite3.connect(state_dir / "index.sqlite3") as db:
+            indexed = dict(db.execute("SELECT sop_instance_uid, path FROM dicom_instances").fetchall())
+        for source in sources:
+            assert dataset_bytes(Path(indexed[source.stem])) == dataset_bytes(source)
