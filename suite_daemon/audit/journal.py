@@ -112,13 +112,14 @@ class AuditJournal:
         except OSError as exc:
             os.close(self._fd)
             raise AuditWriteError(f"{self.path} is already open for writing (by this or another process)") from exc
-        self._log = structlog.wrap_logger(
+        # Bound once: the lazy proxy `wrap_logger` returns would assemble a new logger for every record.
+        self._log: _RecordingLogger = structlog.wrap_logger(
             _LineSink(self._write),
             processors=[self._chain, self._render],
             wrapper_class=_RecordingLogger,
             context_class=dict,
             cache_logger_on_first_use=False,
-        )
+        ).bind()
         try:
             self._seq, self._prev, self._size, torn = self._resume()
             if torn is not None:

@@ -106,6 +106,8 @@ class ProcedureCorrelator:
         self._touched: set[str] = set()
         self._forced: set[str] = set()
         self._meta_changed = False
+        self._meta_committed = False
+        """The saved meta record is known to match memory (set once a commit carrying it succeeded)."""
         self._current_changed = False
         self._parsed: dict[Path, object] = {}
         self._parsed_lock = threading.Lock()
@@ -113,17 +115,24 @@ class ProcedureCorrelator:
     # ==============================================================================================
     # optional: parsing off the event loop
     # ==============================================================================================
+    def needs_prepare(self, item: Input) -> bool:
+        """True for a received dose or agent SR (the only inputs `prepare` parses)."""
+        return self._reader_for(item) is not None
+
+    def _reader_for(self, item: Input) -> Callable[[Path], object] | None:
+        if not isinstance(item, ImageStored) or item.duplicate:
+            return None
+        return (self.read_rdsr if item.summary.get("is_dose_sr") else
+                self.read_agent_sr if item.summary.get("is_agent_sr") else None)
+
     def prepare(self, item: Input) -> None:
         """Parse a received dose or agent SR ahead of `handle`, from a worker thread (thread-safe), so the
         pipeline's loop is not blocked by a large file: `await asyncio.to_thread(correlator.prepare, item)`.
         Without it, `handle` parses the file itself."""
-        if not isinstance(item, ImageStored) or item.duplicate:
-            return
-        reader: Callable[[Path], object] | None = (
-            self.read_rdsr if item.summary.get("is_dose_sr") else
-            self.read_agent_sr if item.summary.get("is_agent_sr") else None)
+        reader = self._reader_for(item)
         if reader is None:
             return
+        assert isinstance(item, ImageStored)
         try:
             result: object = reader(item.path)
         except Exception as exc:
@@ -648,13 +657,18 @@ class ProcedureCorrelator:
             proc = self.procedures.get(pid)
             if proc is not None:
                 out.state[PROC_PREFIX + pid] = proc.to_state()
-        if self._meta_changed or self._changed:
+        # The meta record (which can hold thousands of evicted studies) changes only with `_meta_changed`;
+        # it is rewritten with other changes only until a commit carrying it succeeded (after a restart,
+        # or after a failed commit), not with every event.
+        if self._meta_changed or (self._changed and not self._meta_committed):
             out.state[META_KEY] = json.dumps({
                 "open": self.open.procedure_id if self.open else None,
                 "order": list(self.procedures),
                 "evicted": self.evicted,
                 "reclose": sorted(self.reclose),
             }, separators=(",", ":"))
+            self._meta_committed = False
+            out.after_commit.append(self._meta_saved)
         for pid in list(dict.fromkeys([*self._forced, *self._touched])):
             proc = self.procedures.get(pid)
             if proc is None:
@@ -672,6 +686,9 @@ class ProcedureCorrelator:
         self._touched.clear()
         self._forced.clear()
         self._meta_changed = self._current_changed = False
+
+    def _meta_saved(self) -> None:
+        self._meta_committed = True
 
     def _publish(self, proc: Procedure, now: datetime, forced: bool, out: Outcome) -> None:
         summary = proc.summary()

@@ -132,13 +132,23 @@ class Outbox:
         route: Route,
         extra: Iterable[Message] = (),
         state: Mapping[str, str | None] | None = None,
+        then: Callable[[list[Event]], None] | None = None,
     ) -> tuple[list[Event], Fill]:
         """Number `events` in their streams, turn them into messages with `route(event)`, and commit
-        them with `extra` messages and `state` changes in one transaction. Returns the numbered events."""
-        return await self._in_writer(self._append_sync, list(events), route, list(extra), dict(state or {}))
+        them with `extra` messages and `state` changes in one transaction. Returns the numbered events.
+
+        `then(numbered)` runs in the writer thread once the transaction is committed (blocking follow-up
+        work such as journaling, without a second hand-over to another thread); what it raises is raised
+        here, the commit stands."""
+        return await self._in_writer(self._append_sync, list(events), route, list(extra), dict(state or {}), then)
 
     def _append_sync(
-        self, events: list[Event], route: Route, extra: list[Message], state: dict[str, str | None]
+        self,
+        events: list[Event],
+        route: Route,
+        extra: list[Message],
+        state: dict[str, str | None],
+        then: Callable[[list[Event]], None] | None = None,
     ) -> tuple[list[Event], Fill]:
         assert self._write_db is not None
         db = self._write_db
@@ -177,6 +187,8 @@ class Outbox:
             raise
         self._seq.update(touched)
         self.count += len(rows) - dropped
+        if then is not None:
+            then(numbered)
         return numbered, Fill(self.count, dropped)
 
     async def ack(self, ids: Sequence[int]) -> None:

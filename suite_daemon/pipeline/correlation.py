@@ -35,6 +35,10 @@ class Outcome:
 
 
 class Correlator(Protocol):
+    def needs_prepare(self, item: Input) -> bool:
+        """Whether `prepare` has work for this input (the pipeline skips the worker thread otherwise)."""
+        ...
+
     def prepare(self, item: Input) -> None:
         """Blocking work for an input (parsing a received SR file), run in a worker thread before
         `handle`, so the pipeline's loop never waits on it. Must be thread-safe."""

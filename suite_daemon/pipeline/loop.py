@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from suite_daemon.events import Alerted, Event, ImageStored, Input, utc_now
+from suite_daemon.events import Alerted, Event, Input, utc_now
 from suite_daemon.mqtt.outbox import Fill, Outbox, Route
 from suite_daemon.pipeline.conversions import alert_event
 from suite_daemon.pipeline.correlation import Correlator, Outcome
@@ -66,11 +66,14 @@ class Pipeline:
         while not self._stopping:
             self.last_beat = loop.time()
             batch: list[Submission] = []
-            with contextlib.suppress(TimeoutError):
-                batch.append(await asyncio.wait_for(self.inputs.get(), max(0.0, next_tick - loop.time())))
-            while batch and len(batch) < MAX_BATCH and not self.inputs.empty():
+            if self.inputs.empty():
+                # asyncio.timeout, not wait_for: no task per wait (this loop turns once per batch).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(next_tick):
+                        batch.append(await self.inputs.get())
+            while len(batch) < MAX_BATCH and not self.inputs.empty():
                 batch.append(self.inputs.get_nowait())
-            if any(isinstance(item, ImageStored) for item, _ in batch):
+            if any(self._needs_prepare(item) for item, _ in batch):
                 await asyncio.to_thread(self._prepare, batch)
             outcome = Outcome()
             now = utc_now()
@@ -82,9 +85,17 @@ class Pipeline:
                 next_tick = loop.time() + TICK_S
             await self._commit(outcome, [done for _, done in batch if done is not None])
 
+    def _needs_prepare(self, item: Input | None) -> bool:
+        if item is None:
+            return False
+        try:
+            return self.correlator.needs_prepare(item)
+        except Exception:
+            return True  # `prepare` reports it
+
     def _prepare(self, batch: list[Submission]) -> None:
         for item, _ in batch:
-            if isinstance(item, ImageStored):
+            if self._needs_prepare(item):
                 try:
                     self.correlator.prepare(item)
                 except Exception:
@@ -113,8 +124,14 @@ class Pipeline:
     async def _commit(self, outcome: Outcome, waiting: list[concurrent.futures.Future[None]]) -> None:
         try:
             if outcome.events or outcome.messages or outcome.journal or outcome.state or outcome.after_commit:
-                numbered, fill = await self.outbox.append(outcome.events, self.route, outcome.messages, outcome.state)
-                await asyncio.to_thread(self._after_commit, numbered, outcome)
+                # Journaled in the outbox's writer thread right after the commit: one hand-over per batch.
+                numbered, fill = await self.outbox.append(
+                    outcome.events,
+                    self.route,
+                    outcome.messages,
+                    outcome.state,
+                    then=lambda events: self._after_commit(events, outcome),
+                )
                 self.events_written += len(numbered)
                 self.wake_publisher()
                 self._watch_fill(fill)

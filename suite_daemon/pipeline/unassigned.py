@@ -25,6 +25,9 @@ from suite_daemon.pipeline.correlation import Outcome
 
 
 class UnassignedCorrelator:
+    def needs_prepare(self, item: Input) -> bool:
+        return False
+
     def prepare(self, item: Input) -> None:
         pass
 

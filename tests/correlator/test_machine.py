@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -424,3 +425,19 @@ def test_a_disconnected_pump_starts_no_phase_at_the_next_opening(m: Machine) -> 
     m.feed(image(m.at(2), "1.1"))
     [pid] = m.pids()
     assert m.of(pid, "injection.phase") == []
+
+
+def test_meta_record_is_saved_when_it_changes_and_until_a_commit_carried_it(tmp_path: Path) -> None:
+    """The meta record (open procedure, order, evicted studies) is not rewritten with every event; after a
+    restart or a commit that did not go through it is rewritten with the next change, as before."""
+    m = Machine(config(tmp_path))
+    assert "correlator" in m.feed(image(m.at(0), "1.1")).state  # opened
+    assert "correlator" not in m.feed(image(m.at(1), "1.1")).state
+    m.restart()
+    assert "correlator" in m.feed(image(m.at(2), "1.1")).state  # the first change after a restart
+    assert "correlator" not in m.feed(image(m.at(3), "1.1")).state
+    lost = m.correlator.handle(image(m.at(4), "2.2"), m.now)  # opens 2.2; its commit fails: not applied
+    assert "correlator" in lost.state
+    saved = m.feed(image(m.at(5), "2.2")).state["correlator"]
+    assert json.loads(saved)["open"] == json.loads(lost.state["correlator"])["open"]
+    assert "correlator" not in m.feed(image(m.at(6), "2.2")).state
