@@ -45,6 +45,17 @@ class DaemonContext:
         self.loop.call_soon_threadsafe(self.inputs.put_nowait, (item, done))
         return done
 
+    def submit_durable_many(self, items: list[Input]) -> list[concurrent.futures.Future[None]]:
+        """`submit_durable` for a batch, with one wake-up of the event loop."""
+        batch: list[Submission] = [(item, concurrent.futures.Future()) for item in items]
+
+        def _put_all() -> None:
+            for submission in batch:
+                self.inputs.put_nowait(submission)
+
+        self.loop.call_soon_threadsafe(_put_all)
+        return [done for _, done in batch if done is not None]
+
     async def submit_and_wait(self, item: Input) -> None:
         """`submit_durable` from the event loop."""
         await asyncio.wrap_future(self.submit_durable(item))

@@ -9,6 +9,7 @@ directly. Every other message (C-ECHO, N-CREATE, N-SET, failures with comments) 
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from io import BytesIO
 from typing import Any, cast
@@ -176,7 +177,9 @@ class LeanDIMSE(DIMSEServiceProvider):
                     # so nothing is read meanwhile, and a hand-over to the association thread is saved.
                     # (A request that arrives while the association thread is still finishing the
                     # negotiation is queued for it: pynetdicom would not answer it before that.)
-                    self.assoc._serve_request(request, cast(int, request._context_id))
+                    filer = getattr(getattr(self.assoc, "_server", None), "filer", None)
+                    with filer.inline() if filer is not None else contextlib.nullcontext():
+                        self.assoc._serve_request(request, cast(int, request._context_id))
                 else:  # keep the order behind messages the association thread has not served yet
                     self.msg_queue.put((request._context_id, request))  # type: ignore[arg-type]
                 return

@@ -1,16 +1,19 @@
 """After the answer: file logged objects into the spool, index them and announce them, in batches.
 
-A store makes its object durable (in the ingest log or its spool file), answers, and hands it here. One
-background thread then copies logged objects to their spool files, inserts the index rows of a batch in one
-transaction, hands the batch to the pipeline in one call, and lets the ingest log reuse segments whose
-objects are all filed. Until its row is indexed, an object is found by `pending` (duplicate detection).
+A store makes its object durable (in the ingest log or its spool file), answers, and hands it here. A store
+served `inline` (the C-STORE fast path, on the association's DUL thread) copies its object to its spool file
+right after the answer, while the sender gets the next object ready; otherwise the background thread does.
+The background thread inserts the index rows of a batch in one transaction, hands the batch to the pipeline
+in one call, and lets the ingest log reuse segments whose objects are all filed. Until its row is indexed,
+an object is found by `pending` (duplicate detection).
 """
 
 from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ class _Job:
     summary: dict[str, Any]
     path: Path
     ref: RecordRef | None
+    """Set while the object is only in the ingest log."""
 
 
 class Filer:
@@ -50,6 +54,7 @@ class Filer:
         self._thread: threading.Thread | None = None
         self._unfiled: list[_Job] = []
         """Logged objects that could not be copied yet (e.g. disk full): retried; their segment waits."""
+        self._local = threading.local()
 
     def start(self) -> None:
         self._stop.clear()
@@ -72,8 +77,40 @@ class Filer:
         """Thread-safe, never blocks: `path` is durable (in the log when `ref` is set)."""
         with self._lock:
             self._pending[summary["sop_instance_uid"]] = path
-        self._jobs.append(_Job(summary, path, ref))
+        job = _Job(summary, path, ref)
+        held: list[_Job] | None = getattr(self._local, "held", None)
+        if held is not None:
+            held.append(job)
+            return
+        self._jobs.append(job)
         self._wake.set()
+
+    @contextmanager
+    def inline(self) -> Iterator[None]:
+        """Objects stored in this block are filed by this thread when it ends (after the answer went out)."""
+        held: list[_Job] = []
+        self._local.held = held
+        try:
+            yield
+        finally:
+            self._local.held = None
+            for job in held:
+                self._file(job)
+                self._jobs.append(job)
+            if held:
+                self._wake.set()
+
+    def _file(self, job: _Job) -> bool:
+        if job.ref is None:
+            return True
+        try:
+            self.spool.file_record(job.ref, job.path)
+        except OSError as exc:
+            # Durable in the log; filed on a later try or at the next start.
+            log.error("dicom_filing_failed", path=str(job.path), error=str(exc))
+            return False
+        job.ref = None
+        return True
 
     def pending(self, sop_instance_uid: str) -> Path | None:
         with self._lock:
@@ -100,15 +137,10 @@ class Filer:
             return
         filed: list[_Job] = []
         for job in jobs:
-            if job.ref is not None:
-                try:
-                    self.spool.file_record(job.ref, job.path)
-                except OSError as exc:
-                    # Durable in the log; filed on a later try or at the next start.
-                    log.error("dicom_filing_failed", path=str(job.path), error=str(exc))
-                    self._unfiled.append(job)
-                    continue
-            filed.append(job)
+            if self._file(job):
+                filed.append(job)
+            else:
+                self._unfiled.append(job)
         if not filed:
             return
         self.index.add_many([(job.summary, job.path) for job in filed])

@@ -62,8 +62,11 @@ class InstanceIndex:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.Lock()
+        self._readers = threading.local()
+        """Per-thread read connections: with WAL a lookup never waits for a batch being written."""
         self._announced: queue.SimpleQueue[str] = queue.SimpleQueue()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -77,12 +80,23 @@ class InstanceIndex:
 
     # -- instances ---------------------------------------------------------------------------
 
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._readers, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, isolation_level=None, timeout=30)
+            self._readers.db = db
+        return db
+
     def lookup(self, sop_instance_uid: str) -> StoredInstance | None:
-        with self._lock:
-            row = self._db.execute(
+        """From any thread, without waiting for writes (each thread reads through its own connection)."""
+        row = (
+            self._reader()
+            .execute(
                 "SELECT path, summary, announced FROM dicom_instances WHERE sop_instance_uid = ?",
                 (sop_instance_uid,),
-            ).fetchone()
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         return StoredInstance(sop_instance_uid, Path(row[0]), json.loads(row[1]), bool(row[2]))

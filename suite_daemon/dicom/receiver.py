@@ -15,6 +15,7 @@ from pynetdicom.association import Association
 
 from suite_daemon.config import SuiteConfig
 from suite_daemon.daemon.context import DaemonContext
+from suite_daemon.dicom.filing import Filer
 from suite_daemon.dicom.index import InstanceIndex
 from suite_daemon.dicom.mpps import MppsService
 from suite_daemon.dicom.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -102,7 +103,7 @@ class DicomReceiver:
             ]
             ae = build_ae(self.config)
             ssl_context = server_context(cfg.tls) if cfg.tls is not None else None
-            server = await asyncio.to_thread(self._start_server, ae, handlers, ssl_context, spool)
+            server = await asyncio.to_thread(self._start_server, ae, handlers, ssl_context, spool, store.filer)
         except BaseException:
             if store is not None:
                 store.filer.stop()
@@ -123,7 +124,9 @@ class DicomReceiver:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(stopper)
 
-    def _start_server(self, ae: AE, handlers: list[Any], ssl_context: Any, spool: Spool) -> LeanAssociationServer:
+    def _start_server(
+        self, ae: AE, handlers: list[Any], ssl_context: Any, spool: Spool, filer: Filer
+    ) -> LeanAssociationServer:
         cfg = self.config.dicom
         server = ae.make_server(
             (cfg.bind, cfg.port),
@@ -133,6 +136,7 @@ class DicomReceiver:
             request_handler=LeanRequestHandler,
         )
         server.spool = spool
+        server.filer = filer
         ae._servers.append(server)  # as AE.start_server does; server.shutdown() removes it
         thread = threading.Thread(target=server.serve_forever, name="dicom-accept", daemon=True)
         thread.start()

@@ -32,6 +32,7 @@ class Spool:
         self.incoming = root / ".incoming"
         self.log = IngestLog(root / ".ingest", ingest_log_bytes)
         self._synced_dirs: set[Path] = set()
+        self._made_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
         self._pool: collections.deque[tuple[Path, int]] = collections.deque()
         self._low = threading.Event()
@@ -171,19 +172,15 @@ class Spool:
         return None
 
     def file_record(self, ref: RecordRef, path: Path) -> None:
-        """Copy a logged object into its spool file (not synced: `checkpoint` does, before the log's
-        segment is reused)."""
+        """Copy a logged object into its spool file, in place: no temporary name is needed, because until
+        `checkpoint` has synced it, the log still holds the object and a restart files it again. (The
+        pipeline hears of an object only once it is filed.)"""
         self._ensure_dir(path.parent, sync=False)
-        tmp, fd = self._temp_file()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
         try:
             copy_record(ref, fd)
-        except BaseException:
+        finally:
             os.close(fd)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        os.close(fd)
-        os.rename(tmp, path)
         self.log.filed(ref, path)
 
     def checkpoint(self, idle: bool) -> int:
@@ -196,7 +193,11 @@ class Spool:
         if directory in self._synced_dirs:
             return
         if not sync:
-            directory.mkdir(parents=True, exist_ok=True)  # made durable by the next checkpoint
+            if directory not in self._made_dirs:
+                directory.mkdir(parents=True, exist_ok=True)  # made durable by the next checkpoint
+                if len(self._made_dirs) > 10_000:
+                    self._made_dirs.clear()
+                self._made_dirs.add(directory)
             return
         with self._dirs_lock:
             directory.mkdir(parents=True, exist_ok=True)

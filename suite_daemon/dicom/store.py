@@ -5,7 +5,7 @@ Runs in pynetdicom's association threads."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -156,23 +156,20 @@ class StoreService:
 
     def announce(self, stored: StoredInstance) -> None:
         """Hand the object to the pipeline; once its events are durable, flag it announced."""
-        future = self.ctx.submit_durable(ImageStored(summary=stored.summary, path=stored.path))
-        uid = stored.sop_instance_uid
+        self.announce_many([stored])
 
+    def announce_many(self, stored: list[StoredInstance]) -> None:
+        """`announce` a batch, with one wake-up of the event loop."""
+        futures = self.ctx.submit_durable_many([ImageStored(summary=s.summary, path=s.path) for s in stored])
+        for item, future in zip(stored, futures, strict=True):
+            future.add_done_callback(self._announced_callback(item.sop_instance_uid))
+
+    def _announced_callback(self, uid: str) -> Callable[[Any], None]:
         def _done(f: Any) -> None:
             if not f.cancelled() and f.exception() is None:
                 self.index.mark_announced(uid)
 
-        future.add_done_callback(_done)
-
-    def announce_many(self, stored: list[StoredInstance]) -> None:
-        """`announce` a batch with one wake-up of the event loop."""
-
-        def _all() -> None:
-            for item in stored:
-                self.announce(item)
-
-        self.ctx.loop.call_soon_threadsafe(_all)
+        return _done
 
     @contextmanager
     def _claim(self, sop_instance: str) -> Iterator[None]:
@@ -228,11 +225,10 @@ class StoreService:
             if self.index.add(summary, path):
                 indexed += 1
         pending = self.index.unannounced()
-        for stored in pending:
-            # `recovered`: the pipeline may have committed it just before a crash; it can dedupe on the UID.
-            self.announce(
-                StoredInstance(stored.sop_instance_uid, stored.path, {**stored.summary, "recovered": True}, False)
-            )
+        # `recovered`: the pipeline may have committed it just before a crash; it can dedupe on the UID.
+        self.announce_many(
+            [StoredInstance(s.sop_instance_uid, s.path, {**s.summary, "recovered": True}, False) for s in pending]
+        )
         if indexed or pending:
             log.info("dicom_recovered", indexed=indexed, announced=len(pending))
         return indexed, len(pending)

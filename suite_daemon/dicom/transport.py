@@ -39,6 +39,7 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from suite_daemon.dicom.fast_dimse import LeanDIMSE, encode_p_data_tf
+from suite_daemon.dicom.filing import Filer
 from suite_daemon.dicom.spool import Spool
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
@@ -379,6 +380,8 @@ class LeanAssociationServer(ThreadedAssociationServer):
     handshake_timeout_s = 10.0
     spool: Spool | None = None
     """Set by the receiver: large data sets are streamed into it while they arrive."""
+    filer: Filer | None = None
+    """Set by the receiver: stores served on the DUL thread file their object there after the answer."""
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         sock = cast(socket.socket, self.socket)
