@@ -1,8 +1,9 @@
 """After the answer: file logged objects into the spool, index them and announce them, in batches.
 
-A store makes its object durable (in the ingest log or its spool file), answers, and hands it here. A store
-served `inline` (the C-STORE fast path, on the association's DUL thread) copies its object to its spool file
-right after the answer, while the sender gets the next object ready; otherwise the background thread does.
+A store makes its object durable (in the ingest log or its spool file), answers, and hands it here. A small
+object stored `inline` (the C-STORE fast path, on the association's DUL thread) is copied to its spool file
+right after the answer, while the sender gets the next object ready (cheaper than a thread hand-over); larger
+ones are copied by the background thread (in the kernel, in parallel with receiving the next object).
 The background thread inserts the index rows of a batch in one transaction, hands the batch to the pipeline
 in one call, and lets the ingest log reuse segments whose objects are all filed. Until its row is indexed,
 an object is found by `pending` (duplicate detection).
@@ -26,6 +27,8 @@ from suite_daemon.dicom.spool import Spool
 
 log = structlog.get_logger()
 
+INLINE_MAX = 64 * 1024
+"""Logged objects up to this size are filed by the storing thread itself after the answer."""
 GATHER_S = 0.005
 """After a wake-up, wait this long for more objects: one transaction and one hand-over per batch."""
 IDLE_CHECKPOINT_S = 1.0
@@ -95,7 +98,8 @@ class Filer:
         finally:
             self._local.held = None
             for job in held:
-                self._file(job)
+                if job.ref is not None and job.ref.payload_len <= INLINE_MAX:
+                    self._file(job)
                 self._jobs.append(job)
             if held:
                 self._wake.set()

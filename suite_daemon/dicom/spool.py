@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from suite_daemon.dicom.part10 import UID_RE
 
 _TMP_SUFFIX = ".tmp"
 _POOL_SIZE = 8
+_FREE_SPACE_TTL_S = 0.25
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
@@ -32,6 +34,9 @@ class Spool:
         self.incoming = root / ".incoming"
         self.log = IngestLog(root / ".ingest", ingest_log_bytes)
         self._synced_dirs: set[Path] = set()
+        self._free_mb = 0.0
+        self._free_read_at = -1e9
+        self._written_since = 0
         self._made_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
         self._pool: collections.deque[tuple[Path, int]] = collections.deque()
@@ -109,8 +114,18 @@ class Spool:
         return item if item is not None else self._new_temp_file()
 
     def free_mb(self) -> float:
-        st = os.statvfs(self.root)
-        return st.f_bavail * st.f_frsize / (1024 * 1024)
+        """Free space, read at most every `_FREE_SPACE_TTL_S` (statvfs takes 10-30 us, more when the disk
+        is busy; minus what was written since, so a burst cannot overshoot the threshold)."""
+        now = time.monotonic()
+        if now - self._free_read_at > _FREE_SPACE_TTL_S:
+            st = os.statvfs(self.root)
+            self._free_mb = st.f_bavail * st.f_frsize / (1024 * 1024)
+            self._free_read_at = now
+            self._written_since = 0
+        return self._free_mb - self._written_since / (1024 * 1024)
+
+    def count_written(self, nbytes: int) -> None:
+        self._written_since += nbytes
 
     def write(self, path: Path, *chunks: bytes | memoryview) -> RecordRef | None:
         """Make the object `chunks` durable for `path`: in the ingest log (returns its record, to be filed

@@ -150,6 +150,7 @@ class StoreService:
                     where,
                     level="critical",
                 )
+            self.spool.count_written(len(data))
             self.filer.submit(summary, path, ref)
         log.debug("dicom_stored", sop_instance_uid=instance, study_instance_uid=study, bytes=len(data))
         return SUCCESS
