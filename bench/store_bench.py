@@ -263,6 +263,7 @@ def measure(receiver: Receiver, scenario: Scenario, files: list[Path], repeat: i
     nbytes = sum(f.stat().st_size for f in files)
     runs: list[tuple[float, float, float, float]] = []
     for _ in range(repeat):
+        os.sync()  # the previous run's write-back must not slow this one down
         receiver.start()
         try:
             cpu0 = receiver.cpu_seconds()
