@@ -656,7 +656,7 @@ class ProcedureCorrelator:
         for pid in self._changed:
             proc = self.procedures.get(pid)
             if proc is not None:
-                out.state[PROC_PREFIX + pid] = proc.to_state()
+                out.state[PROC_PREFIX + pid] = proc.to_state  # serialised once per batch, at its commit
         # The meta record (which can hold thousands of evicted studies) changes only with `_meta_changed`;
         # it is rewritten with other changes only until a commit carrying it succeeded (after a restart,
         # or after a failed commit), not with every event.

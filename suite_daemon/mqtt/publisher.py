@@ -18,13 +18,14 @@ from datetime import datetime
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 import structlog
 
 from suite_daemon import __version__
 from suite_daemon.config import SuiteConfig
 from suite_daemon.events import SCHEMA, rfc3339, utc_now
 from suite_daemon.mqtt import topics
-from suite_daemon.mqtt.outbox import Outbox, Row
+from suite_daemon.mqtt.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +33,8 @@ CommandHandler = Callable[[str, bytes], None]
 """Called with (action, payload) for every message on `R/command/procedure/<action>`."""
 
 ACK_BATCH_S = 0.05
+PUBLISH_TIMEOUT_S = 60.0
+"""A QoS 1 message not acknowledged within this time means the connection is dead: reconnect and replay."""
 
 PAHO_LOG = logging.getLogger("suite_daemon.mqtt.client")
 PAHO_LOG.setLevel(logging.ERROR)  # paho warns on every queued publish; our own logs say what matters
@@ -70,9 +73,10 @@ class Publisher:
         self._wake = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._acked: list[int] = []
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[int, tuple[int, float]] = {}
+        """In flight on this connection: paho message id → (outbox row id, deadline for its PUBACK)."""
         self._ack_writes: set[asyncio.Future[None]] = set()
-        self._lost = False
+        self._cancels_before_connect = 0
         self.connected = asyncio.Event()
         self.connections = 0
         """Successful connections so far (each loss may repeat up to `max_inflight` messages)."""
@@ -116,6 +120,8 @@ class Publisher:
         delay = self.config.mqtt.reconnect_min_s
         while True:
             client = self._make_client()
+            task = asyncio.current_task()
+            self._cancels_before_connect = task.cancelling() if task is not None else 0
             try:
                 async with client:
                     self._client = client
@@ -142,44 +148,74 @@ class Publisher:
         self.connections += 1
         log.info("broker_connected", host=self.config.mqtt.host, port=self.config.mqtt.port, backlog=self.outbox.count)
         self.on_state("broker connected")
+        task = asyncio.current_task()
+        if task is not None and task.cancelling() > self._cancels_before_connect:
+            # A cancel (the daemon stopping) that arrived together with the broker's answer was swallowed by
+            # `asyncio.wait_for` inside aiomqtt (a Python 3.11 race): without this, the task group below would
+            # run until the connection drops, and the daemon's shutdown would wait for it forever. (Counted
+            # from before this connection: Python 3.11's TaskGroup leaves one uncancelled request behind when
+            # a child fails, as with the previous connection's loss.)
+            raise asyncio.CancelledError
         async with asyncio.TaskGroup() as group:
             group.create_task(self._drain(client))
             group.create_task(self._flush_acks())
             group.create_task(self._receive_commands(client))
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        limit = asyncio.Semaphore(self.config.mqtt.max_inflight)
-        self._lost = False
+        # Messages go to paho directly, tracked by message id until their PUBACK (`_on_puback`): no task, event
+        # and timer per message as with `await client.publish(...)`, which costs more than the send itself.
+        paho = client._client
+        aiomqtt_on_publish = paho.on_publish
+
+        def on_publish(*args: Any) -> None:  # (client, userdata, mid, reason_code, properties)
+            aiomqtt_on_publish(*args)
+            self._on_puback(args[2])
+
+        paho.on_publish = on_publish
+        loop = asyncio.get_running_loop()
+        limit = self.config.mqtt.max_inflight
+        self._inflight = {}
         cursor = 0
         while True:
-            if self._lost:
-                # Stop feeding a dead connection; the connection loop replays from the oldest unacked.
-                raise aiomqtt.MqttError("connection lost while publishing")
             self._wake.clear()
-            rows = self.outbox.pending(cursor, self.config.mqtt.max_inflight)
-            if not rows:
+            room = limit - len(self._inflight)
+            rows = self.outbox.pending(cursor, room) if room > 0 else []
+            for row in rows:
+                m = row.message
+                try:
+                    info = paho.publish(m.topic, m.payload, m.qos, m.retain)
+                except ValueError:
+                    # Never sendable (as before: it stays in the outbox, is not acknowledged, and is tried
+                    # again after a reconnect); the messages after it go on.
+                    log.exception("publish_rejected", topic=m.topic)
+                    cursor = row.id
+                    continue
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    # A dead connection: the connection loop replays from the oldest unacknowledged row.
+                    raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+                self._inflight[info.mid] = (row.id, loop.time() + PUBLISH_TIMEOUT_S)
+                cursor = row.id
+            if len(rows) == room > 0:
+                continue  # there may be more, and room for it
+            if not self._inflight:
                 await self._wake.wait()
                 continue
-            for row in rows:
-                await limit.acquire()
-                if self._lost:
-                    limit.release()
-                    break
-                task = asyncio.create_task(self._publish(client, row, limit))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-                cursor = row.id
+            # Woken by new rows or by a PUBACK that frees room; a message unacknowledged for PUBLISH_TIMEOUT_S
+            # means a dead connection.
+            _, deadline = next(iter(self._inflight.values()))
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._wake.wait()
+            except TimeoutError:
+                if self._inflight and next(iter(self._inflight.values()))[1] <= loop.time():
+                    raise aiomqtt.MqttError("Operation timed out") from None
 
-    async def _publish(self, client: aiomqtt.Client, row: Row, limit: asyncio.Semaphore) -> None:
-        try:
-            m = row.message
-            await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=60)
-            self._acked.append(row.id)
-        except aiomqtt.MqttError:
-            self._lost = True  # the row stays in the outbox and is sent again after the reconnect
-            self._wake.set()
-        finally:
-            limit.release()
+    def _on_puback(self, mid: int) -> None:
+        sent = self._inflight.pop(mid, None)
+        if sent is not None:
+            self._acked.append(sent[0])
+            if len(self._inflight) == self.config.mqtt.max_inflight - 1:
+                self._wake.set()  # room again
 
     async def _flush_acks(self) -> None:
         while True:
@@ -197,10 +233,7 @@ class Publisher:
             await asyncio.shield(write)
 
     async def _abandon_inflight(self) -> None:
-        for task in list(self._inflight):
-            task.cancel()
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._inflight = {}  # not acknowledged: sent again on the next connection
         await self._write_acks()
         if self._ack_writes:
             await asyncio.gather(*self._ack_writes)

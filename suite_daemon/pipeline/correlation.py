@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from suite_daemon.events import Event, Input
 from suite_daemon.mqtt.outbox import Message
 
+StateValue = str | None | Callable[[], str]
+
 
 @dataclass
 class Outcome:
@@ -20,11 +22,17 @@ class Outcome:
     `procedure/current`) and command responses."""
     journal: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     """Journal-only records: (journal name, record event, fields), e.g. raw device frames."""
-    state: dict[str, str | None] = field(default_factory=dict)
+    state: dict[str, StateValue] = field(default_factory=dict)
     """Correlator state to keep across restarts (key → JSON text; None deletes), committed in the same
-    transaction as the events, so after SIGKILL state and numbering agree. Handed back to `startup`."""
+    transaction as the events, so after SIGKILL state and numbering agree. Handed back to `startup`.
+    A value may be a function giving the text: called once, when the batch is committed (`saved_state`),
+    so a record that every input of a batch changes is serialised once per batch, not once per input."""
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     """Blocking work to run (in a worker thread) once the batch is durable, e.g. index updates."""
+
+    def saved_state(self) -> dict[str, str | None]:
+        """`state` with every deferred value made text (in the thread that owns the correlator)."""
+        return {key: value() if callable(value) else value for key, value in self.state.items()}
 
     def extend(self, other: Outcome) -> None:
         self.events.extend(other.events)

@@ -129,7 +129,7 @@ class Pipeline:
                     outcome.events,
                     self.route,
                     outcome.messages,
-                    outcome.state,
+                    outcome.saved_state(),
                     then=lambda events: self._after_commit(events, outcome),
                 )
                 self.events_written += len(numbered)

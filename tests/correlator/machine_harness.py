@@ -67,7 +67,7 @@ class Machine:
         for m in out.messages:
             self.messages.append((m.topic, json.loads(m.payload), m.retain))
         self.journal.extend(out.journal)
-        for key, value in out.state.items():
+        for key, value in out.saved_state().items():
             if value is None:
                 self.state.pop(key, None)
             else:
