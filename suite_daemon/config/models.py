@@ -107,6 +107,9 @@ class DicomSection(Strict):
     """Empty: refuse every caller. `host = "*"`: the AE title from any host."""
     min_free_mb: Annotated[int, Field(ge=0)] = 1024
     """Below this much free space in state_dir, C-STORE answers 0xA700 (out of resources)."""
+    own_process: bool = True
+    """Run the receiver in a child process, so it does not share a core (and the GIL) with the event
+    pipeline; false: inside the daemon's process."""
     ingest_log_mb: Annotated[int, Field(ge=0, le=65536)] = 256
     """Disk kept for the ingest log (16 MiB segments, made as needed): objects up to 4 MiB are made durable
     there with one cheap sync before 0x0000, then filed into the spool. 0: every object is written and synced
