@@ -39,7 +39,8 @@ LOG_OBJECT_MAX = 4 * 1024 * 1024
 SEGMENT_BYTES = 16 * 1024 * 1024
 _SEAL_BELOW = 1024 * 1024
 """A segment with less room than this takes no new writers."""
-_SPARES = 2
+_SHORT = 2
+"""With this few segments left to write into, full ones are synced and reused even during a burst."""
 _SEGMENT_MAGIC = b"SDINGEST"
 _SEGMENT_HEADER = struct.Struct("<8sQI")
 _RECORD_MAGIC = b"SDRECORD"
@@ -159,7 +160,6 @@ class IngestLog:
         self.max_segments = total_bytes // segment_bytes if total_bytes > 0 else 0
         self._segments: list[Segment] = []
         self._lock = threading.Lock()
-        self._need_spare = threading.Event()
         self._stop = threading.Event()
         self._maker: threading.Thread | None = None
         self._syncfs = _syncfs_function()
@@ -183,14 +183,12 @@ class IngestLog:
             self._segments.append(segment)
             pending.extend(self._scan(segment))
         self._stop.clear()
-        self._need_spare.set()
-        self._maker = threading.Thread(target=self._make_spares, name="dicom-ingest-segments", daemon=True)
+        self._maker = threading.Thread(target=self._make_segments, name="dicom-ingest-segments", daemon=True)
         self._maker.start()
         return pending
 
     def close(self) -> None:
         self._stop.set()
-        self._need_spare.set()
         if self._maker is not None:
             self._maker.join(10)
         with self._lock:
@@ -255,9 +253,6 @@ class IngestLog:
                     continue
                 if best is None or segment.write_pos > best.write_pos:
                     best = segment  # fill the fullest first: the others stay spare
-            spares = sum(1 for s in self._segments if not s.busy and s.records == 0)
-            if spares < _SPARES and len(self._segments) < self.max_segments:
-                self._need_spare.set()
             if best is None:
                 return None
             best.busy = True
@@ -284,10 +279,19 @@ class IngestLog:
     # -- reuse -----------------------------------------------------------------------------------
 
     def checkpoint(self, idle: bool, spool_root: Path) -> int:
-        """Make the filed objects durable and reuse their segments: full ones always, partly used ones
-        only when `idle` (no store for a while) or on stop. Returns the segments reused."""
+        """Make the filed objects durable and reuse their segments. Returns the segments reused.
+
+        Only when `idle` (no store for a while, or stopping), or when the log runs short of room: the sync
+        writes every filed object out at once, and a store's own sync waiting behind that write-back
+        during a burst costs more than the burst's objects waiting in the log."""
         with self._lock:
-            ready = [s for s in self._segments if not s.busy and s.records and s.all_filed and (s.sealed or idle)]
+            room = sum(1 for s in self._segments if not s.sealed and s.room >= _SEAL_BELOW)
+            short = room <= _SHORT
+            ready = [
+                s
+                for s in self._segments
+                if not s.busy and s.records and s.all_filed and (idle or (short and s.sealed))
+            ]
             for segment in ready:
                 segment.busy = True  # no writer may take it while it is reset
         if not ready:
@@ -330,24 +334,23 @@ class IngestLog:
             segment.sealed = False
             segment.files.clear()
 
-    def _make_spares(self) -> None:
+    def _make_segments(self) -> None:
+        """Make every missing segment, one after another, ahead of the bursts that need them (zero-filling
+        16 MiB while objects arrive would compete with their syncs). Runs in the background at start."""
         while not self._stop.is_set():
-            self._need_spare.wait()
-            self._need_spare.clear()
-            while not self._stop.is_set():
-                with self._lock:
-                    spares = sum(1 for s in self._segments if not s.busy and s.records == 0)
-                    if spares >= _SPARES or len(self._segments) >= self.max_segments:
-                        break
-                    index = max((int(s.path.stem[4:]) for s in self._segments), default=-1) + 1
-                try:
-                    segment = self._create_segment(self.directory / f"seg-{index:03d}.log")
-                except OSError as exc:  # e.g. the disk is full: stores use the direct path meanwhile
+            with self._lock:
+                if len(self._segments) >= self.max_segments:
+                    return
+                index = max((int(s.path.stem[4:]) for s in self._segments), default=-1) + 1
+            try:
+                segment = self._create_segment(self.directory / f"seg-{index:03d}.log")
+            except OSError as exc:  # e.g. the disk is full: stores use the direct path meanwhile
+                if not self._stop.is_set():
                     log.warning("dicom_ingest_segment_not_created", error=str(exc))
-                    self._stop.wait(5.0)
-                    break
-                with self._lock:
-                    self._segments.append(segment)
+                    self._stop.wait(30.0)
+                continue
+            with self._lock:
+                self._segments.append(segment)
 
     def _create_segment(self, path: Path) -> Segment:
         tmp = path.with_suffix(".new")

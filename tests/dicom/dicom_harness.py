@@ -70,6 +70,7 @@ def make_config(state_dir: Path, port: int, **dicom: Any) -> SuiteConfig:
         "port": port,
         "ae_title": SCP_AE,
         "min_free_mb": 0,
+        "ingest_log_mb": 32,  # two segments: less zero-filling per test than the default 256
         "allowed_callers": [
             {"ae_title": "STORESCU", "host": "127.0.0.1"},
             {"ae_title": "ECHOSCU", "host": "*"},
