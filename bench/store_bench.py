@@ -17,6 +17,7 @@ TCP_NODELAY=1 in its environment (without it, it stalls on delayed ACKs whatever
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -116,6 +117,10 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], limit_s: float = 30
 
 class Receiver:
     name: str
+    ingest_log: str | None = None
+    """Where suite-daemon keeps its ingest log under the output folder. It is made once (256 MB of zeros)
+    when a daemon first starts on a state dir and reused ever after: kept from run to run, and complete
+    before the first measured run, as on an installed system."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -129,24 +134,48 @@ class Receiver:
         out = self.workdir / "out"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
+        kept = self.workdir / "ingest-log"
+        if self.ingest_log is not None and kept.exists():
+            (out / self.ingest_log).parent.mkdir(parents=True, exist_ok=True)
+            kept.rename(out / self.ingest_log)
         self.port = free_port()
         # DCMTK as shipped keeps Nagle on unless TCP_NODELAY=1: the receivers always get it (ours sets it itself).
         env = {**os.environ, "TCP_NODELAY": "1"}
         self.proc = subprocess.Popen(self.command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         wait_listening(self.port, self.proc)
+        if self.ingest_log is not None:
+            wait_for_ingest_log(out / self.ingest_log)
         time.sleep(0.2)  # the probe connection above is gone before the measured run
 
-    def cpu_seconds(self) -> float:
+    def pids(self) -> list[int]:
+        """The receiver and its child processes (`suite-daemon run` receives DICOM in a child)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        pids = [self.proc.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return total
 
     def peak_rss_mb(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) / 1024
+        return total or float("nan")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -156,11 +185,23 @@ class Receiver:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.ingest_log is not None and (self.workdir / "out" / self.ingest_log).exists():
+            (self.workdir / "out" / self.ingest_log).rename(self.workdir / "ingest-log")
         shutil.rmtree(self.workdir / "out", ignore_errors=True)
+
+
+def wait_for_ingest_log(directory: Path, segments: int = 16, limit_s: float = 120.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while len(list(directory.glob("seg-*.log"))) < segments:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the ingest log was not made")
+        time.sleep(0.1)
+    os.sync()
 
 
 class SuiteDaemon(Receiver):
     name = "suite-daemon"
+    ingest_log = "spool/.ingest"
 
     def command(self, out: Path) -> list[str]:
         return [sys.executable, "-m", "suite_daemon.dicom.standalone", str(out), str(self.port)]
@@ -171,6 +212,7 @@ class WholeDaemon(Receiver):
     private Mosquitto on a free loopback port, whose own CPU is not counted)."""
 
     name = "suite-daemon run (whole)"
+    ingest_log = "state/spool/.ingest"
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
