@@ -4,8 +4,10 @@ Making a new spool file durable costs a journal commit (the file's size and bloc
 on top of its data: on this kind of machine about 0.5 ms for a 9 KB object and 0.85 ms for a 0.5 MB CT slice.
 Overwriting blocks that already exist costs only the data: 0.11 ms and 0.29 ms. So a store writes the object
 into a segment file whose blocks already exist (zero-filled once when created, reused ever after),
-`fdatasync`s it and answers; a background thread then copies it to its spool file (no sync), and once a whole
-segment has been filed, one `syncfs` makes all those files durable before the segment is reused.
+`fdatasync`s it and answers; right after, it is copied to its spool file (no sync), and before a segment is
+reused every file filed from it is fsynced (with its directory). That happens when the receiver is idle, or
+when the log runs short of room, not in the middle of a burst. (`syncfs` would be one call, but it also
+writes out whatever else is dirty on the file system, for an unbounded time.)
 
 Segment layout: a 4 KiB header page (magic, generation), then records, each at a 4 KiB boundary:
 a 64-byte header (magic, generation, payload and meta lengths, CRC-32 of payload + meta, CRC-32 of the
@@ -20,7 +22,6 @@ dominated by their data anyway, are written to their spool file directly.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import struct
 import threading
@@ -66,7 +67,7 @@ class Segment:
         self.busy = False
         self.sealed = False
         self.files: list[Path] = []
-        """Spool files filed from this segment (fsynced one by one where syncfs is missing)."""
+        """Spool files filed from this segment: fsynced before it is reused."""
 
     @property
     def room(self) -> int:
@@ -162,7 +163,6 @@ class IngestLog:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._maker: threading.Thread | None = None
-        self._syncfs = _syncfs_function()
 
     @property
     def enabled(self) -> bool:
@@ -273,12 +273,12 @@ class IngestLog:
         """The record's object is in its spool file (not yet synced); None: the record is given up."""
         with self._lock:
             ref.segment.filed += 1
-            if self._syncfs is None and path is not None:
+            if path is not None:
                 ref.segment.files.append(path)
 
     # -- reuse -----------------------------------------------------------------------------------
 
-    def checkpoint(self, idle: bool, spool_root: Path) -> int:
+    def checkpoint(self, idle: bool) -> int:
         """Make the filed objects durable and reuse their segments. Returns the segments reused.
 
         Only when `idle` (no store for a while, or stopping), or when the log runs short of room: the sync
@@ -297,7 +297,7 @@ class IngestLog:
         if not ready:
             return 0
         try:
-            self._sync_files(ready, spool_root)
+            self._sync_files(ready)
             for segment in ready:
                 self._reset(segment)
         finally:
@@ -306,22 +306,19 @@ class IngestLog:
                     segment.busy = False
         return len(ready)
 
-    def _sync_files(self, segments: list[Segment], spool_root: Path) -> None:
-        if self._syncfs is not None:
-            fd = os.open(spool_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                if self._syncfs(fd) != 0:
-                    raise OSError(ctypes.get_errno(), "syncfs failed")
-            finally:
-                os.close(fd)
-            return
-        directories: set[Path] = set()
+    def _sync_files(self, segments: list[Segment]) -> None:
+        """fsync the filed files, then the directories holding their entries (series, study, spool root):
+        filing makes them without a sync."""
+        series: set[Path] = set()
         for segment in segments:
             for path in segment.files:
-                _fsync_path(path)
-                directories.add(path.parent)
-        for directory in directories:
-            _fsync_path(directory)
+                with contextlib.suppress(FileNotFoundError):  # removed since: nothing to keep
+                    _fsync_path(path)
+                    series.add(path.parent)
+        studies = {d.parent for d in series}
+        for directory in [*series, *studies, *{d.parent for d in studies}]:
+            with contextlib.suppress(FileNotFoundError):
+                _fsync_path(directory)
 
     def _reset(self, segment: Segment) -> None:
         generation = segment.generation + 1
@@ -406,14 +403,3 @@ def _fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _syncfs_function() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn

@@ -199,7 +199,7 @@ class Spool:
         self.log.filed(ref, path)
 
     def checkpoint(self, idle: bool) -> int:
-        return self.log.checkpoint(idle, self.root)
+        return self.log.checkpoint(idle)
 
     def files(self) -> Iterator[Path]:
         yield from self.root.glob("*/*/*.dcm")

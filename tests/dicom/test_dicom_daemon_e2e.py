@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -91,4 +92,45 @@ def test_sigkill_during_long_store_then_restart(daemon_factory, tmp_path: Path) 
     for path in acknowledged:
         assert path.stem in indexed, path.stem
         assert dataset_bytes(Path(indexed[path.stem])) == dataset_bytes(path)
+    assert daemon.stop(signal.SIGTERM) == 0
+
+
+def _receiver_child(daemon_pid: int) -> int:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == daemon_pid and b"suite_daemon.dicom.process" in cmdline:
+            return int(stat.parent.name)
+    raise AssertionError("the daemon has no DICOM receiver process")
+
+
+def test_receiver_process_killed_is_reported_and_restarted(daemon_factory, broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    daemon = daemon_factory(allowed_callers=CALLERS)
+    collector = Collector(broker.host, broker.port, f"{daemon.root}/#")
+    try:
+        daemon.start()
+        first = _receiver_child(daemon.process.pid)
+        subprocess.run(["kill", "-9", str(first)], check=True)
+        collector.wait_for(
+            lambda _: any(
+                e["data"]["kind"] == "component_failed" and e["data"]["data"]["component"] == "dicom"
+                for e in _events(collector, daemon.root, "alert")
+            )
+        )
+    finally:
+        collector.close()
+    echo = ["echoscu", "-aet", "TESTSCU", "-aec", SCP_AE, "127.0.0.1", str(daemon.dicom_port)]
+    deadline = time.monotonic() + 30
+    while subprocess.run(echo, capture_output=True, timeout=30).returncode != 0:  # back after its backoff
+        assert time.monotonic() < deadline, "the receiver did not come back"
+        time.sleep(0.2)
+    assert _receiver_child(daemon.process.pid) != first
+    study, series = new_study()
+    files = [save(ct_slice(study, series, i), tmp_path / "ct") for i in range(5)]
+    storescu = ["storescu", "-aet", "STORESCU", "-aec", SCP_AE, "127.0.0.1", str(daemon.dicom_port)]
+    assert subprocess.run([*storescu, *map(str, files)], capture_output=True, timeout=60).returncode == 0
+    assert daemon.process.poll() is None
     assert daemon.stop(signal.SIGTERM) == 0
