@@ -34,7 +34,8 @@ class DaemonProcess:
         self.config_path.write_text(
             f'[suite]\nid = "{suite_id}"\nstate_dir = "{self.state_dir}"\nlog_level = "debug"\nlog_format = "json"\n\n'
             f'[dicom]\nenabled = {"true" if dicom_enabled else "false"}\nae_title = "SUITE_SCP"\n'
-            f'bind = "127.0.0.1"\nport = {self.dicom_port}\nmin_free_mb = 1\ningest_log_mb = 32\nallowed_callers = {allowed_callers}\n\n'
+            f'bind = "127.0.0.1"\nport = {self.dicom_port}\nmin_free_mb = 1\ningest_log_mb = 32\n'
+            f'allowed_callers = {allowed_callers}\n\n'
             f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nreconnect_max_s = 1.0\n\n'
             + extra_toml
         )
