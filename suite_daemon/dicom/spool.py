@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import itertools
 import os
 import threading
@@ -25,6 +26,7 @@ from suite_daemon.dicom.part10 import UID_RE
 _TMP_SUFFIX = ".tmp"
 _POOL_SIZE = 8
 _FREE_SPACE_TTL_S = 0.25
+_LOCK_WAIT_S = 30.0
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
@@ -34,6 +36,7 @@ class Spool:
         self.incoming = root / ".incoming"
         self.log = IngestLog(root / ".ingest", ingest_log_bytes)
         self._synced_dirs: set[Path] = set()
+        self._lock_fd: int | None = None
         self._free_mb = 0.0
         self._free_read_at = -1e9
         self._written_since = 0
@@ -68,15 +71,36 @@ class Spool:
         Returns the ingest log's records, whose objects may not be filed yet (`file_record` each, then
         `checkpoint(idle=True)`)."""
         self._ensure_dir(self.root)
-        self.incoming.mkdir(exist_ok=True)
-        for tmp in self.root.rglob(f"*{_TMP_SUFFIX}"):
-            tmp.unlink(missing_ok=True)
-        pending = self.log.open()
+        self._lock_spool()
+        try:
+            self.incoming.mkdir(exist_ok=True)
+            for tmp in self.root.rglob(f"*{_TMP_SUFFIX}"):
+                tmp.unlink(missing_ok=True)
+            pending = self.log.open()
+        except BaseException:
+            self._unlock_spool()
+            raise
         self._stop.clear()
         self._low.set()
         self._filler = threading.Thread(target=self._fill, name="dicom-spool-pool", daemon=True)
         self._filler.start()
         return pending
+
+    def _lock_spool(self) -> None:
+        """One receiver per spool. A receiver process left over from a daemon killed with SIGKILL stops by
+        itself (its socket to the daemon closed), finishing its associations first: wait for it."""
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise OSError(f"the spool {self.root} is in use by another receiver") from None
+                time.sleep(0.1)
+        self._lock_fd = fd
 
     def close(self) -> None:
         self.log.close()
@@ -88,6 +112,12 @@ class Spool:
             path, fd = self._pool.popleft()
             os.close(fd)
             path.unlink(missing_ok=True)
+        self._unlock_spool()
+
+    def _unlock_spool(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _fill(self) -> None:
         while not self._stop.is_set():

@@ -7,9 +7,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from dicom_harness import running_receiver
 from dicom_testdata import ct_slice, dataset_bytes, new_study, save
 
+from suite_daemon.dicom import spool as spool_module
 from suite_daemon.dicom.ingest_log import LOG_OBJECT_MAX, PAGE
 from suite_daemon.dicom.part10 import dataset_offset
 from suite_daemon.dicom.spool import Spool
@@ -142,3 +144,16 @@ async def test_the_receiver_files_logged_objects_before_serving(tmp_path: Path) 
             indexed = dict(db.execute("SELECT sop_instance_uid, path FROM dicom_instances").fetchall())
         for source in sources:
             assert dataset_bytes(Path(indexed[source.stem])) == dataset_bytes(source)
+
+
+def test_one_receiver_per_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "spool"
+    first, _ = _ready_spool(root)
+    monkeypatch.setattr(spool_module, "_LOCK_WAIT_S", 0.3)
+    try:
+        with pytest.raises(OSError, match="in use by another receiver"):
+            Spool(root, LOG_BYTES).prepare()
+    finally:
+        first.close()
+    second, _ = _ready_spool(root)  # free again once the first one is closed
+    second.close()
