@@ -56,7 +56,7 @@ class Filer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unfiled: list[_Job] = []
-        """Logged objects that could not be copied yet (e.g. disk full): retried; their segment waits."""
+        """Objects not yet filed (e.g. disk full; their segment waits) or not yet indexed: retried."""
         self._local = threading.local()
 
     def start(self) -> None:
@@ -147,7 +147,11 @@ class Filer:
                 self._unfiled.append(job)
         if not filed:
             return
-        self.index.add_many([(job.summary, job.path) for job in filed])
+        try:
+            self.index.add_many([(job.summary, job.path) for job in filed])
+        except BaseException:
+            self._unfiled.extend(filed)  # filed (durable) already: indexed on the next try
+            raise
         with self._lock:
             for job in filed:
                 if self._pending.get(job.summary["sop_instance_uid"]) == job.path:

@@ -155,12 +155,9 @@ class StoreService:
         log.debug("dicom_stored", sop_instance_uid=instance, study_instance_uid=study, bytes=len(data))
         return SUCCESS
 
-    def announce(self, stored: StoredInstance) -> None:
-        """Hand the object to the pipeline; once its events are durable, flag it announced."""
-        self.announce_many([stored])
-
     def announce_many(self, stored: list[StoredInstance]) -> None:
-        """`announce` a batch, with one wake-up of the event loop."""
+        """Hand objects to the pipeline, with one wake-up of the event loop; once an object's events are
+        durable, flag it announced."""
         futures = self.ctx.submit_durable_many([ImageStored(summary=s.summary, path=s.path) for s in stored])
         for item, future in zip(stored, futures, strict=True):
             future.add_done_callback(self._announced_callback(item.sop_instance_uid))
