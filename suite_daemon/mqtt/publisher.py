@@ -142,8 +142,9 @@ class Publisher:
             delay = min(delay * 2, self.config.mqtt.reconnect_max_s)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
-        await client.publish(topics.status(self.root), status_payload("online", self.started_at), qos=1, retain=True)
+        # Subscribed first: once `online` is out, commands are taken (scripts may wait for it before sending).
         await client.subscribe(topics.command_filter(self.root), qos=1)
+        await client.publish(topics.status(self.root), status_payload("online", self.started_at), qos=1, retain=True)
         self.connected.set()
         self.connections += 1
         log.info("broker_connected", host=self.config.mqtt.host, port=self.config.mqtt.port, backlog=self.outbox.count)

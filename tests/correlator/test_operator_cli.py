@@ -22,6 +22,8 @@ def test_open_link_close_through_the_daemon(daemon_factory: Callable[..., Daemon
     config = load_config(daemon.config_path)
     collector = Collector(broker.host, broker.port, f"{daemon.root}/#")
     try:
+        # READY does not wait for the broker; `online` says the daemon is subscribed to its commands.
+        collector.wait_for(lambda _: any(s["state"] == "online" for s in collector.on(f"{daemon.root}/status")))
         assert cmd_procedure(config, "close", None, None, "tech", None, True, 10.0) == EXIT_REFUSED
         refused = json.loads(capsys.readouterr().out)
         assert refused["status"] == "error" and refused["error"] == "no procedure is open"
