@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import ssl
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from suite_daemon.dicom.part10 import encode_file_meta
+
+
+# The ingest log's first-start segment creation (tens of MB of zeros written and synced) coincided with
+# rare 30 s stalls of these tests' answers under load (3 in 26 runs with both cores busy, none in 18 runs
+# without the log; cause not found yet, see the issue): these tests, which are not about the log, run
+# without it.
+@pytest.fixture
+async def scp(tmp_path: Path) -> AsyncIterator[Running]:
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0) as running:
+        yield running
 
 
 def _store_files(port: int, files: list[Path], sop_class: str = CT) -> list[int]:
@@ -46,7 +57,7 @@ def raw_send(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_out_of_space_returns_a700(tmp_path: Path, raw_send: None) -> None:
     study, series = new_study()
     path = save(ct_slice(study, series, 0), tmp_path / "in")
-    async with running_receiver(tmp_path / "state", min_free_mb=10**9) as scp:
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0, min_free_mb=10**9) as scp:
         assert await asyncio.to_thread(_store_files, scp.port, [path]) == [0xA700]
         await scp.wait_for(lambda: bool(scp.alerts))
         assert not list((scp.state_dir / "spool").rglob("*.dcm"))
@@ -130,14 +141,14 @@ async def test_caller_not_allowed_is_rejected_and_audited(
 
 
 async def test_empty_allow_list_refuses_everyone(tmp_path: Path) -> None:
-    async with running_receiver(tmp_path / "state", allowed_callers=[]) as scp:
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0, allowed_callers=[]) as scp:
         rc, _ = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
         assert rc != 0
         await scp.wait_for(lambda: bool(scp.rejections))
 
 
 async def test_too_many_associations_rejected_transiently(tmp_path: Path) -> None:
-    async with running_receiver(tmp_path / "state", max_associations=1) as scp:
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0, max_associations=1) as scp:
 
         def two_at_once() -> tuple:
             ae = AE(ae_title="TESTSCU")
@@ -198,7 +209,7 @@ async def test_tls_association(tmp_path: Path) -> None:
         finally:
             assoc.release()
 
-    async with running_receiver(tmp_path / "state", tls=tls) as scp:
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0, tls=tls) as scp:
         # a caller that connects and never starts its handshake holds only its own thread
         _, silent = await asyncio.open_connection("127.0.0.1", scp.port)
         assert await asyncio.to_thread(client, True) == [0, 0]
@@ -218,7 +229,7 @@ async def test_truncated_large_dataset_streamed_to_spool_is_dropped(tmp_path: Pa
     truncated = tmp_path / "bad" / "xa.dcm"
     truncated.parent.mkdir()
     truncated.write_bytes(encode_file_meta(XA, sop, "1.2.840.10008.1.2.1", "TESTSCU") + valid[: len(valid) - 1000])
-    async with running_receiver(tmp_path / "state", max_pdu_size=16384) as scp:
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0, max_pdu_size=16384) as scp:
         statuses = await asyncio.to_thread(_store_files, scp.port, [truncated, good], XA)
         assert statuses == [0xC210, 0]
         await scp.wait_for(lambda: len(scp.images) == 1)
@@ -233,7 +244,7 @@ async def test_truncated_large_dataset_streamed_to_spool_is_dropped(tmp_path: Pa
 async def test_garbage_on_the_wire_drops_that_connection_only(tmp_path: Path) -> None:
     """A peer claiming a 4 GiB PDU and then going quiet: no huge allocation, the connection is dropped
     after the network timeout, and other callers are served meanwhile."""
-    async with running_receiver(tmp_path / "state", network_timeout_s=1.0, acse_timeout_s=1.0) as scp:
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0, network_timeout_s=1.0, acse_timeout_s=1.0) as scp:
         reader, writer = await asyncio.open_connection("127.0.0.1", scp.port)
         writer.write(b"\x01\x00\xff\xff\xff\xff" + b"\x00" * 1000)
         await writer.drain()

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from dicom_harness import SCP_AE, Running
+import pytest
+from dicom_harness import SCP_AE, Running, running_receiver
 from dicom_testdata import ROOT
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
+
+
+# The ingest log's first-start segment creation (tens of MB of zeros written and synced) coincided with
+# rare 30 s stalls of these tests' answers under load (3 in 26 runs with both cores busy, none in 18 runs
+# without the log; cause not found yet, see the issue): these tests, which are not about the log, run
+# without it.
+@pytest.fixture
+async def scp(tmp_path: Path) -> AsyncIterator[Running]:
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0) as running:
+        yield running
 
 
 def _create_attrs(study: str) -> Dataset:
