@@ -27,6 +27,10 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port}")
 
 
+
+MAX_INFLIGHT_MESSAGES = 100
+"""QoS 1 messages the test broker has out to one client at a time (redelivered after it restarts)."""
+
 class Mosquitto:
     """Sessions and queued messages of persistent subscribers are saved every second, so a
     subscriber with `clean_session=False` misses nothing across a broker restart."""
@@ -47,7 +51,7 @@ class Mosquitto:
             f"persistence_location {workdir}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 1000000\n"
-            "max_inflight_messages 100\n"
+            f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}\n"
             f"log_dest file {self.log}\n"
             + extra_conf
         )
