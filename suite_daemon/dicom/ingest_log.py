@@ -161,8 +161,6 @@ class IngestLog:
         self.max_segments = total_bytes // segment_bytes if total_bytes > 0 else 0
         self._segments: list[Segment] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._maker: threading.Thread | None = None
 
     @property
     def enabled(self) -> bool:
@@ -182,15 +180,10 @@ class IngestLog:
                 continue
             self._segments.append(segment)
             pending.extend(self._scan(segment))
-        self._stop.clear()
-        self._maker = threading.Thread(target=self._make_segments, name="dicom-ingest-segments", daemon=True)
-        self._maker.start()
+        self._make_segments()
         return pending
 
     def close(self) -> None:
-        self._stop.set()
-        if self._maker is not None:
-            self._maker.join(10)
         with self._lock:
             for segment in self._segments:
                 os.close(segment.fd)
@@ -332,30 +325,23 @@ class IngestLog:
             segment.files.clear()
 
     def _make_segments(self) -> None:
-        """Make every missing segment, one after another, ahead of the bursts that need them (zero-filling
-        16 MiB while objects arrive would compete with their syncs). Runs in the background at start."""
-        while not self._stop.is_set():
-            with self._lock:
-                if len(self._segments) >= self.max_segments:
-                    return
-                index = max((int(s.path.stem[4:]) for s in self._segments), default=-1) + 1
+        """Make every missing segment before the receiver serves (at the first start: 256 MB of zeros by
+        default, a few seconds). Made in the background while objects arrived, their write-back held up
+        the stores' own syncs for seconds on this kind of disk."""
+        while len(self._segments) < self.max_segments:
+            index = max((int(s.path.stem[4:]) for s in self._segments), default=-1) + 1
             try:
                 segment = self._create_segment(self.directory / f"seg-{index:03d}.log")
-            except OSError as exc:  # e.g. the disk is full: stores use the direct path meanwhile
-                if not self._stop.is_set():
-                    log.warning("dicom_ingest_segment_not_created", error=str(exc))
-                    self._stop.wait(30.0)
-                continue
-            with self._lock:
-                self._segments.append(segment)
+            except OSError as exc:  # e.g. the disk is full: fewer segments, and the direct path when none
+                log.warning("dicom_ingest_segment_not_created", error=str(exc), segments=len(self._segments))
+                return
+            self._segments.append(segment)
 
     def _create_segment(self, path: Path) -> Segment:
         tmp = path.with_suffix(".new")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
         try:
             for offset in range(0, self.segment_bytes, len(_ZERO_CHUNK)):
-                if self._stop.is_set():
-                    raise OSError("stopping")
                 _pwrite_all(fd, _ZERO_CHUNK[: self.segment_bytes - offset], offset)
             _write_segment_header(fd, 1)
             os.fsync(fd)
