@@ -6,8 +6,9 @@
 
 Corpus (deterministic, made with numpy + pydicom, cached in a temp folder): a CT series of 512x512 16-bit
 slices (about 0.5 MB each), XA multi-frame runs (30 frames of 512x512), and many small objects (64x64
-secondary captures, about 9 KB). Each scenario runs every receiver fresh (empty output/state dir), repeats
-and reports medians: images/s, MB/s, the receiver's CPU (percent of one core) and its peak RSS.
+secondary captures, about 9 KB). Each scenario runs every receiver fresh (empty output/state dir), in
+alternating rounds, and reports medians: images/s, MB/s, the receiver's CPU (percent of one core) and its
+peak RSS. Outputs are deleted only at the end (see `set_aside`).
 
 suite-daemon runs with everything on: fsync of every object and its directory before 0x0000, the SQLite
 index and the announcements. `storescp` runs with its defaults (no fsync, 16 KiB max PDU) and
@@ -132,7 +133,7 @@ class Receiver:
 
     def start(self) -> None:
         out = self.workdir / "out"
-        shutil.rmtree(out, ignore_errors=True)
+        set_aside(out)
         out.mkdir(parents=True)
         kept = self.workdir / "ingest-log"
         if self.ingest_log is not None and kept.exists():
@@ -187,7 +188,31 @@ class Receiver:
                 self.proc.wait()
         if self.ingest_log is not None and (self.workdir / "out" / self.ingest_log).exists():
             (self.workdir / "out" / self.ingest_log).rename(self.workdir / "ingest-log")
-        shutil.rmtree(self.workdir / "out", ignore_errors=True)
+        set_aside(self.workdir / "out")
+
+
+# Deleting files slows down creating new ones: without a journal (as on this kind of VM's disk), ext4's inode
+# allocator skips every inode deleted in the last ~35 s, checking each one, so after a run's thousands of
+# files are deleted every new file costs 0.5-1.2 ms (measured with ftrace, for storescp and suite-daemon
+# alike) and the next runs measure that. So outputs are only set aside while the bench runs and deleted at the
+# end; a bench started within 35 s of deleting many files waits that out first.
+RECENTLY_DELETED_S = 35.0
+
+
+def set_aside(out: Path) -> None:
+    if out.exists():
+        trash = out.parent.parent / "trash"
+        trash.mkdir(exist_ok=True)
+        out.rename(trash / f"{out.parent.name}-{time.monotonic_ns()}")
+
+
+def empty_trash(workdir: Path, wait: bool) -> None:
+    trash = workdir / "trash"
+    if trash.exists() and any(trash.iterdir()):
+        shutil.rmtree(trash, ignore_errors=True)
+        if wait:
+            print(f"waiting {RECENTLY_DELETED_S:.0f} s after deleting an earlier run's files ...", file=sys.stderr)
+            time.sleep(RECENTLY_DELETED_S)
 
 
 def wait_for_ingest_log(directory: Path, segments: int = 16, limit_s: float = 120.0) -> None:
@@ -301,21 +326,33 @@ def send(port: int, files: list[Path], associations: int, nodelay: bool) -> floa
     return elapsed
 
 
-def measure(receiver: Receiver, scenario: Scenario, files: list[Path], repeat: int) -> Result:
+def run_once(receiver: Receiver, scenario: Scenario, files: list[Path]) -> tuple[float, float, float, float]:
+    """One run: images/s, MB/s, CPU % and peak RSS MB."""
     nbytes = sum(f.stat().st_size for f in files)
-    runs: list[tuple[float, float, float, float]] = []
+    os.sync()  # the previous run's write-back must not slow this one down
+    receiver.start()
+    try:
+        cpu0 = receiver.cpu_seconds()
+        elapsed = send(receiver.port, files, scenario.associations, scenario.nodelay)
+        cpu = receiver.cpu_seconds() - cpu0
+        return len(files) / elapsed, nbytes / elapsed / 1e6, 100 * cpu / elapsed, receiver.peak_rss_mb()
+    finally:
+        receiver.stop()
+
+
+def measure(receivers: list[Receiver], scenario: Scenario, files: list[Path], repeat: int) -> list[Result]:
+    """`repeat` rounds, each running every receiver once in turn (the machine's speed drifts: alternating
+    keeps the receivers' runs under the same conditions); medians per receiver."""
+    runs: dict[str, list[tuple[float, float, float, float]]] = {r.name: [] for r in receivers}
     for _ in range(repeat):
-        os.sync()  # the previous run's write-back must not slow this one down
-        receiver.start()
-        try:
-            cpu0 = receiver.cpu_seconds()
-            elapsed = send(receiver.port, files, scenario.associations, scenario.nodelay)
-            cpu = receiver.cpu_seconds() - cpu0
-            runs.append((len(files) / elapsed, nbytes / elapsed / 1e6, 100 * cpu / elapsed, receiver.peak_rss_mb()))
-        finally:
-            receiver.stop()
-    med = [statistics.median(r[i] for r in runs) for i in range(3)] + [max(r[3] for r in runs)]
-    return Result(scenario.name, receiver.name, *med)
+        for receiver in receivers:
+            print(f"  {scenario.name}: {receiver.name} ...", file=sys.stderr)
+            runs[receiver.name].append(run_once(receiver, scenario, files))
+    results = []
+    for name, got in runs.items():
+        med = [statistics.median(r[i] for r in got) for i in range(3)] + [max(r[3] for r in got)]
+        results.append(Result(scenario.name, name, *med))
+    return results
 
 
 def main() -> None:
@@ -359,12 +396,14 @@ def main() -> None:
         receivers.append(PynetdicomStoreScp(args.workdir / "pynetdicom"))
     if args.whole_daemon:
         receivers.insert(1, WholeDaemon(args.workdir / "daemon"))
+    empty_trash(args.workdir, wait=True)
     results: list[Result] = []
-    for scenario in scenarios:
-        files = corpus[scenario.corpus][: scenario.count]
-        for receiver in receivers:
-            print(f"  {scenario.name}: {receiver.name} ...", file=sys.stderr)
-            results.append(measure(receiver, scenario, files, repeat))
+    try:
+        for scenario in scenarios:
+            files = corpus[scenario.corpus][: scenario.count]
+            results.extend(measure(receivers, scenario, files, repeat))
+    finally:
+        empty_trash(args.workdir, wait=False)
     print_table(results, repeat)
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2))
