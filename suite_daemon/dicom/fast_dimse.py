@@ -4,7 +4,9 @@ pynetdicom decodes every command set into a pydicom `Dataset`, copies it into a 
 validating setters, and encodes every response the same way: about 0.5 ms of CPU per object, more than
 a small object's whole budget. These are the two messages a storage SCP exchanges per object, and their
 command sets are tiny, fixed, implicit VR little endian structures, so they are read and written here
-directly. Every other message (C-ECHO, N-CREATE, N-SET, failures with comments) takes pynetdicom's path.
+directly. A complete C-STORE is served as pynetdicom's Storage SCP serves it (the EVT_C_STORE handler, its
+status answered) without building and validating a response primitive. Every other message (C-ECHO,
+N-CREATE, N-SET, failures with comments) takes pynetdicom's path.
 """
 
 from __future__ import annotations
@@ -14,16 +16,23 @@ import struct
 from io import BytesIO
 from typing import Any, cast
 
+import structlog
 from pydicom.uid import UID
+from pynetdicom import _config, evt
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import uid_to_service_class
 
 from suite_daemon.dicom.part10 import clean_uid, encode_file_meta
 from suite_daemon.dicom.spool import Spool, SpoolStream
 
 _ELEMENT = struct.Struct("<HHI")
 _US = struct.Struct("<H")
+log = structlog.get_logger()
+
+_PROCESSING_FAILURE = 0xC211
 _C_STORE_RQ = 0x0001
 _C_STORE_RSP = 0x8001
 _NO_DATASET = 0x0101
@@ -90,17 +99,37 @@ def c_store_rsp(primitive: Any) -> bytes | None:
         return None
     if primitive.Status is None or primitive.OffendingElement is not None or primitive.ErrorComment is not None:
         return None
+    return encode_c_store_rsp(
+        primitive.MessageIDBeingRespondedTo,
+        str(primitive.AffectedSOPClassUID or ""),
+        str(primitive.AffectedSOPInstanceUID or ""),
+        primitive.Status,
+    )
+
+
+def encode_c_store_rsp(message_id: int, sop_class: str, sop_instance: str, status: int) -> bytes:
     body = b"".join(
         (
-            _element(0x0002, _uid(str(primitive.AffectedSOPClassUID or ""))),
+            _element(0x0002, _uid(sop_class)),
             _element(0x0100, _US.pack(_C_STORE_RSP)),
-            _element(0x0120, _US.pack(primitive.MessageIDBeingRespondedTo)),
+            _element(0x0120, _US.pack(message_id)),
             _element(0x0800, _US.pack(_NO_DATASET)),
-            _element(0x0900, _US.pack(primitive.Status)),
-            _element(0x1000, _uid(str(primitive.AffectedSOPInstanceUID or ""))),
+            _element(0x0900, _US.pack(status)),
+            _element(0x1000, _uid(sop_instance)),
         )
     )
     return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+_storage_class: dict[str, bool] = {}
+
+
+def _is_storage_class(uid: str) -> bool:
+    """Whether pynetdicom serves a request for `uid` with its Storage SCP (cached: its lookup scans lists)."""
+    known = _storage_class.get(uid)
+    if known is None:
+        known = _storage_class[uid] = uid_to_service_class(uid) is StorageServiceClass
+    return known
 
 
 class LeanDIMSE(DIMSEServiceProvider):
@@ -179,16 +208,66 @@ class LeanDIMSE(DIMSEServiceProvider):
                     # negotiation is queued for it: pynetdicom would not answer it before that.)
                     filer = getattr(getattr(self.assoc, "_server", None), "filer", None)
                     with filer.inline() if filer is not None else contextlib.nullcontext():
-                        self.assoc._serve_request(request, cast(int, request._context_id))
+                        self._serve_store(request, cast(int, request._context_id))
                 else:  # keep the order behind messages the association thread has not served yet
                     self.msg_queue.put((request._context_id, request))  # type: ignore[arg-type]
                 return
+
+    def _serve_store(self, request: C_STORE, context_id: int) -> None:
+        """What pynetdicom's `_serve_request` and `StorageServiceClass.SCP` do for a C-STORE, without the
+        response primitive: the EVT_C_STORE handler (0xC211 if it raises), then the status answered. Anything
+        out of the ordinary (a release under way, an unknown context, extended negotiation, a handler
+        returning a status data set) takes pynetdicom's own path."""
+        assoc = self.assoc
+        context = assoc._accepted_cx.get(context_id)
+        sop_class = str(request.AffectedSOPClassUID)
+        handler, args = assoc.get_handlers(evt.EVT_C_STORE) or (None, None)
+        if (
+            context is None
+            or handler is None
+            or assoc._sent_release
+            or assoc.acceptor.accepted_common_extended
+            or _config.UNRESTRICTED_STORAGE_SERVICE
+            or not _is_storage_class(sop_class)
+        ):
+            assoc._serve_request(request, context_id)
+            return
+        self.cancel_req = {}
+        assoc._is_paused = True
+        try:
+            event = evt.Event(assoc, evt.EVT_C_STORE, {"request": request, "context": context.as_tuple})
+            try:
+                status = handler(event, *args) if args else handler(event)
+            except Exception:
+                log.exception("dicom_store_handler_error")
+                status = _PROCESSING_FAILURE
+            if not assoc.is_established:
+                return
+            if not isinstance(status, int) or isinstance(status, bool):
+                # A data set or an unknown value: pynetdicom's validation and response.
+                rsp = C_STORE()
+                rsp.MessageIDBeingRespondedTo = request.MessageID
+                rsp.AffectedSOPInstanceUID = request.AffectedSOPInstanceUID
+                rsp.AffectedSOPClassUID = request.AffectedSOPClassUID
+                self.send_msg(StorageServiceClass(assoc).validate_status(status, rsp), context_id)
+                return
+            command = encode_c_store_rsp(
+                cast(int, request.MessageID), sop_class, str(request.AffectedSOPInstanceUID), status
+            )
+            self._send_command(command, context_id)
+        finally:
+            assoc._is_paused = False
+            self.cancel_req = {}
 
     def send_msg(self, primitive: Any, context_id: int) -> None:
         command = c_store_rsp(primitive)
         if command is None:
             super().send_msg(primitive, context_id)
             return
+        self._send_command(command, context_id)
+
+    def _send_command(self, command: bytes, context_id: int) -> None:
+        """Send an encoded command set (no data set) as one P-DATA."""
         pdata = P_DATA()
         pdata.presentation_data_value_list = []
         pdata.presentation_data_value_list.append((context_id, b"\x03" + command))

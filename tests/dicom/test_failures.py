@@ -255,3 +255,28 @@ async def test_garbage_on_the_wire_drops_that_connection_only(tmp_path: Path) ->
         writer.close()
         rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
         assert rc == 0, out
+
+
+async def test_store_handler_exception_answers_c211_and_association_goes_on(
+    tmp_path: Path, raw_send: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C-STORE fast path serves requests as pynetdicom's Storage SCP does: a handler that raises is
+    answered 0xC211 (processing failure) and the association carries on."""
+    from suite_daemon.dicom.store import StoreService
+
+    study, series = new_study()
+    paths = [save(ct_slice(study, series, i), tmp_path / "in") for i in range(3)]
+    real_handle = StoreService.handle
+    calls = 0
+
+    def flaky_handle(self: StoreService, event: object) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("handler bug")
+        return real_handle(self, event)
+
+    monkeypatch.setattr(StoreService, "handle", flaky_handle)
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0) as scp:
+        assert await asyncio.to_thread(_store_files, scp.port, paths) == [0x0000, 0xC211, 0x0000]
+        await scp.wait_for(lambda: len(scp.images) == 2)
