@@ -306,12 +306,12 @@ class IngestLog:
         for segment in segments:
             for path in segment.files:
                 with contextlib.suppress(FileNotFoundError):  # removed since: nothing to keep
-                    _fsync_path(path)
+                    fsync_path(path)
                     series.add(path.parent)
         studies = {d.parent for d in series}
         for directory in [*series, *studies, *{d.parent for d in studies}]:
             with contextlib.suppress(FileNotFoundError):
-                _fsync_path(directory)
+                fsync_path(directory)
 
     def _reset(self, segment: Segment) -> None:
         generation = segment.generation + 1
@@ -346,7 +346,7 @@ class IngestLog:
             _write_segment_header(fd, 1)
             os.fsync(fd)
             os.rename(tmp, path)
-            _fsync_path(self.directory)
+            fsync_path(self.directory)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -383,7 +383,8 @@ def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         offset += n
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory by its path."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from suite_daemon.dicom.ingest_log import IngestLog, LoggedRecord, LogWriter, RecordRef, copy_record
+from suite_daemon.dicom.ingest_log import IngestLog, LoggedRecord, LogWriter, RecordRef, copy_record, fsync_path
 from suite_daemon.dicom.part10 import UID_RE
 
 _TMP_SUFFIX = ".tmp"
@@ -182,7 +182,7 @@ class Spool:
             raise
         os.close(fd)
         os.rename(tmp, path)
-        _fsync_dir(directory)
+        fsync_path(directory)
 
     def open_stream(self, head: bytes) -> SpoolStream:
         """Somewhere to write the object while its data set is still arriving: the ingest log, moving to a
@@ -213,7 +213,7 @@ class Spool:
         stream.close()
         os.rename(stream.path, path)
         stream.committed = True
-        _fsync_dir(directory)
+        fsync_path(directory)
         return None
 
     def file_record(self, ref: RecordRef, path: Path) -> None:
@@ -249,7 +249,7 @@ class Spool:
             # Every entry on the way down from the spool's parent, also those filing made without a sync.
             d = directory
             while True:
-                _fsync_dir(d.parent)
+                fsync_path(d.parent)
                 if d == self.root or self.root not in d.parents:
                     break
                 d = d.parent
@@ -323,11 +323,3 @@ def _write_all(fd: int, chunks: tuple[bytes | memoryview, ...]) -> None:
             views.pop(0)
         if views and written:
             views[0] = views[0][written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
