@@ -28,10 +28,10 @@ from pynetdicom.sop_class import uid_to_service_class
 from suite_daemon.dicom.part10 import clean_uid, encode_file_meta
 from suite_daemon.dicom.spool import Spool, SpoolStream
 
-_ELEMENT = struct.Struct("<HHI")
-_US = struct.Struct("<H")
 log = structlog.get_logger()
 
+_ELEMENT = struct.Struct("<HHI")
+_US = struct.Struct("<H")
 _PROCESSING_FAILURE = 0xC211
 _C_STORE_RQ = 0x0001
 _C_STORE_RSP = 0x8001
@@ -122,13 +122,17 @@ def encode_c_store_rsp(message_id: int, sop_class: str, sop_instance: str, statu
 
 
 _storage_class: dict[str, bool] = {}
+_STORAGE_CLASS_CACHE_MAX = 1024
+"""The UIDs come from peers: the cache stays bounded whatever they send."""
 
 
 def _is_storage_class(uid: str) -> bool:
     """Whether pynetdicom serves a request for `uid` with its Storage SCP (cached: its lookup scans lists)."""
     known = _storage_class.get(uid)
     if known is None:
-        known = _storage_class[uid] = uid_to_service_class(uid) is StorageServiceClass
+        known = uid_to_service_class(uid) is StorageServiceClass
+        if len(_storage_class) < _STORAGE_CLASS_CACHE_MAX:
+            _storage_class[uid] = known
     return known
 
 
@@ -243,8 +247,8 @@ class LeanDIMSE(DIMSEServiceProvider):
                 status = _PROCESSING_FAILURE
             if not assoc.is_established:
                 return
-            if not isinstance(status, int) or isinstance(status, bool):
-                # A data set or an unknown value: pynetdicom's validation and response.
+            if not isinstance(status, int) or isinstance(status, bool) or not 0 <= status <= 0xFFFF:
+                # A data set or an unusable value: pynetdicom's validation and response.
                 rsp = C_STORE()
                 rsp.MessageIDBeingRespondedTo = request.MessageID
                 rsp.AffectedSOPInstanceUID = request.AffectedSOPInstanceUID
