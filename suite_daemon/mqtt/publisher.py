@@ -137,6 +137,7 @@ class Publisher:
             finally:
                 self._client = None
                 self.connected.clear()
+                _retrieve_disconnection(client)
                 await self._abandon_inflight()
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self.config.mqtt.reconnect_max_s)
@@ -264,3 +265,13 @@ class Publisher:
             except aiomqtt.MqttError as exc:
                 log.warning("offline_status_not_published", error=str(exc))
         await self._write_acks()
+
+
+def _retrieve_disconnection(client: aiomqtt.Client) -> None:
+    """Mark an unexpected disconnection's error as seen. aiomqtt keeps it on a future that only its message
+    iterator awaits; when our publishing notices the dead connection first, the iterator is cancelled before
+    it looks, nobody does, and asyncio logs "Future exception was never retrieved" once the client is
+    collected. The loss itself was handled (and logged) above."""
+    disconnected = client._disconnected
+    if disconnected.done() and not disconnected.cancelled():
+        disconnected.exception()
