@@ -207,12 +207,18 @@ def set_aside(out: Path) -> None:
 
 
 def empty_trash(workdir: Path, wait: bool) -> None:
+    """Delete the outputs set aside; with `wait`, first let the last deletion (this bench's or an earlier
+    one's) age past the file system's recently-deleted window."""
     trash = workdir / "trash"
+    emptied = workdir / "trash-emptied"
     if trash.exists() and any(trash.iterdir()):
         shutil.rmtree(trash, ignore_errors=True)
-        if wait:
-            print(f"waiting {RECENTLY_DELETED_S:.0f} s after deleting an earlier run's files ...", file=sys.stderr)
-            time.sleep(RECENTLY_DELETED_S)
+        emptied.touch()
+    if wait and emptied.exists():
+        left = RECENTLY_DELETED_S - (time.time() - emptied.stat().st_mtime)
+        if left > 0:
+            print(f"waiting {left:.0f} s after deleting an earlier run's files ...", file=sys.stderr)
+            time.sleep(left)
 
 
 def wait_for_ingest_log(directory: Path, segments: int = 16, limit_s: float = 120.0) -> None:
