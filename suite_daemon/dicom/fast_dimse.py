@@ -220,8 +220,9 @@ class LeanDIMSE(DIMSEServiceProvider):
     def _serve_store(self, request: C_STORE, context_id: int) -> None:
         """What pynetdicom's `_serve_request` and `StorageServiceClass.SCP` do for a C-STORE, without the
         response primitive: the EVT_C_STORE handler (0xC211 if it raises), then the status answered. Anything
-        out of the ordinary (a release under way, an unknown context, extended negotiation, a handler
-        returning a status data set) takes pynetdicom's own path."""
+        out of the ordinary (a release under way, an unknown context, extended negotiation, a SOP class
+        pynetdicom would not serve as storage, a status that is a data set or out of range) takes
+        pynetdicom's own path."""
         assoc = self.assoc
         context = assoc._accepted_cx.get(context_id)
         sop_class = str(request.AffectedSOPClassUID)
