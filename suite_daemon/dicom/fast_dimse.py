@@ -17,6 +17,7 @@ from io import BytesIO
 from typing import Any, cast
 
 import structlog
+from pydicom import config as pydicom_config
 from pydicom.uid import UID
 from pynetdicom import _config, evt
 from pynetdicom.dimse import DIMSEServiceProvider
@@ -32,6 +33,8 @@ log = structlog.get_logger()
 
 _ELEMENT = struct.Struct("<HHI")
 _US = struct.Struct("<H")
+_PDU_HEADER = struct.Struct(">BxL")
+_PDV_ITEM = struct.Struct(">LB")
 _PROCESSING_FAILURE = 0xC211
 _C_STORE_RQ = 0x0001
 _C_STORE_RSP = 0x8001
@@ -76,8 +79,9 @@ def c_store_rq(command: dict[int, bytes]) -> C_STORE | None:
         return None
     primitive = C_STORE()
     primitive._message_id = message_id
-    primitive._affected_sop_class_uid = UID(sop_class)
-    primitive._affected_sop_instance_uid = UID(sop_instance)
+    # Not validated here (pydicom would only warn): the store checks the UIDs it files objects under.
+    primitive._affected_sop_class_uid = UID(sop_class, validation_mode=pydicom_config.IGNORE)
+    primitive._affected_sop_instance_uid = UID(sop_instance, validation_mode=pydicom_config.IGNORE)
     primitive._priority = priority
     primitive._move_originator_application_entity_title = _text(command.get(0x1030))
     primitive._move_originator_message_id = _us(command.get(0x1031))
@@ -273,22 +277,23 @@ class LeanDIMSE(DIMSEServiceProvider):
 
     def _send_command(self, command: bytes, context_id: int) -> None:
         """Send an encoded command set (no data set) as one P-DATA."""
-        pdata = P_DATA()
-        pdata.presentation_data_value_list = []
-        pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
         dul = self.dul
         if dul.state_machine.current_state == "Sta6" and not dul.to_provider_queue.queue and dul.socket is not None:
             # DT-1 (send P-DATA-TF, stay in Sta6) from this thread: no hand-over to the DUL thread and back.
             # The socket serialises sends; a failed send queues Evt17 for the DUL as pynetdicom's does.
-            dul.socket.send(encode_p_data_tf(pdata))
+            item = _PDV_ITEM.pack(len(command) + 2, context_id) + b"\x03" + command
+            dul.socket.send(_PDU_HEADER.pack(0x04, len(item)) + item)
             return
+        pdata = P_DATA()
+        pdata.presentation_data_value_list = []
+        pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
         dul.send_pdu(pdata)
 
 
 def encode_p_data_tf(primitive: P_DATA) -> bytes:
     """A P-DATA-TF PDU for `primitive` (what pynetdicom's DT-1 sends, without building PDU objects)."""
     items = b"".join(
-        struct.pack(">LB", len(data) + 1, context_id) + bytes(data)
+        _PDV_ITEM.pack(len(data) + 1, context_id) + bytes(data)
         for context_id, data in primitive.presentation_data_value_list
     )
-    return struct.pack(">BxL", 0x04, len(items)) + items
+    return _PDU_HEADER.pack(0x04, len(items)) + items

@@ -124,22 +124,40 @@ class LogWriter:
 
     def commit(self, relative_path: str) -> RecordRef:
         """Write the record header and meta, fdatasync: the object is durable when this returns."""
-        meta = relative_path.encode("utf-8")
-        if len(meta) > _META_MAX:
-            raise ValueError("spool path too long for the ingest log")
+        meta = _meta(relative_path)
         segment = self.segment
-        payload_len = self.written
-        crc = zlib.crc32(meta, self._crc)
-        head = _RECORD_HEADER.pack(_RECORD_MAGIC, segment.generation, payload_len, len(meta), crc)
-        head += struct.pack("<I", zlib.crc32(head))
+        head = _record_header(segment.generation, self.written, meta, zlib.crc32(meta, self._crc))
         try:
             _pwrite_all(segment.fd, meta, self._pos)
-            _pwrite_all(segment.fd, head.ljust(_RECORD_HEADER_SIZE, b"\0"), self._start)
+            _pwrite_all(segment.fd, head, self._start)
             os.fdatasync(segment.fd)
         except BaseException:
             self.abandon()
             raise
-        ref = RecordRef(segment, self._start + _RECORD_HEADER_SIZE, payload_len)
+        return self._recorded(self.written, meta)
+
+    def write_whole(self, chunks: tuple[bytes | memoryview, ...], relative_path: str) -> RecordRef | None:
+        """`feed` every chunk, then `commit`, in one write. None (nothing written) when it would not fit."""
+        payload_len = sum(len(chunk) for chunk in chunks)
+        if self.written or self._pos + payload_len > self._limit:
+            return None
+        meta = _meta(relative_path)
+        crc = 0
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+        segment = self.segment
+        head = _record_header(segment.generation, payload_len, meta, zlib.crc32(meta, crc))
+        try:
+            _pwritev_all(segment.fd, [head, *chunks, meta], self._start)
+            os.fdatasync(segment.fd)
+        except BaseException:
+            self.abandon()
+            raise
+        self._pos += payload_len
+        return self._recorded(payload_len, meta)
+
+    def _recorded(self, payload_len: int, meta: bytes) -> RecordRef:
+        ref = RecordRef(self.segment, self._start + _RECORD_HEADER_SIZE, payload_len)
         self._log._release(self, _align(self._pos + len(meta)), recorded=True)
         return ref
 
@@ -373,6 +391,32 @@ def _copy_range(src: int, offset: int, count: int, dst: int) -> None:
             raise OSError("copy_file_range copied nothing")
         offset += n
         count -= n
+
+
+def _meta(relative_path: str) -> bytes:
+    meta = relative_path.encode("utf-8")
+    if len(meta) > _META_MAX:
+        raise ValueError("spool path too long for the ingest log")
+    return meta
+
+
+def _record_header(generation: int, payload_len: int, meta: bytes, crc: int) -> bytes:
+    """The 64-byte record header; `crc` covers the payload and the meta."""
+    head = _RECORD_HEADER.pack(_RECORD_MAGIC, generation, payload_len, len(meta), crc)
+    head += struct.pack("<I", zlib.crc32(head))
+    return head.ljust(_RECORD_HEADER_SIZE, b"\0")
+
+
+def _pwritev_all(fd: int, chunks: list[bytes | memoryview], offset: int) -> None:
+    views = [memoryview(chunk) for chunk in chunks if len(chunk)]
+    while views:
+        written = os.pwritev(fd, views, offset)
+        offset += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:

@@ -162,8 +162,9 @@ class Spool:
         with `file_record`) or, failing that, in `path` itself (returns None)."""
         writer = self.log.writer()
         if writer is not None:
-            if all(writer.feed(chunk) for chunk in chunks):
-                return writer.commit(self.relative(path))
+            ref = writer.write_whole(chunks, self.relative(path))
+            if ref is not None:
+                return ref
             writer.abandon()
         self._write_file(path, chunks)
         return None

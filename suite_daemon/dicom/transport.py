@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import select
 import socket
 import ssl
@@ -45,30 +44,69 @@ from suite_daemon.dicom.spool import Spool
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _RCVBUF = 4 * 1024 * 1024
 _FIRST_ALLOCATION = 16 * 1024 * 1024
+_READ_AHEAD = 64 * 1024
 _IDLE_WAIT_S = 0.05
 _PDU_HEADER = struct.Struct(">BxL")
 _PDV_HEADER = struct.Struct(">LB")
 
 
 class LeanSocket(AssociationSocket):
-    """Large `recv_into` reads with TCP_QUICKACK re-armed; sends serialised (two threads may send)."""
+    """Reads ahead (a small PDU and the next one's header usually come in one `recv`), re-arming
+    TCP_QUICKACK after each read; sends serialised (two threads may send)."""
 
     _send_lock = threading.Lock()  # replaced per instance in __init__
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._send_lock = threading.Lock()
+        self._ahead = bytearray()
+        """Bytes read from the socket but not asked for yet."""
+        self._scratch = bytearray(_READ_AHEAD)
+
+    @property
+    def buffered(self) -> bool:
+        return bool(self._ahead)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._ahead) or bool(super().ready)
 
     def send(self, bytestream: bytes) -> None:
         with self._send_lock:
             super().send(bytestream)
 
     def recv(self, nr_bytes: int) -> bytearray:
-        """`nr_bytes` from the socket (fewer only if the peer closed). The buffer grows as data arrives,
-        so a bogus PDU length cannot make us allocate gigabytes up front."""
+        """`nr_bytes` from the socket (fewer only if the peer closed)."""
+        ahead = self._ahead
+        if len(ahead) < nr_bytes:
+            if nr_bytes > _READ_AHEAD:
+                return self._recv_large(nr_bytes)
+            self._read_ahead(nr_bytes)
+        out = ahead[:nr_bytes]
+        del ahead[:nr_bytes]
+        return out
+
+    def _read_ahead(self, nr_bytes: int) -> None:
         sock = cast(socket.socket, self.socket)
-        buf = bytearray(min(nr_bytes, _FIRST_ALLOCATION))
-        got = 0
+        quickack = _QUICKACK is not None and not isinstance(sock, ssl.SSLSocket)
+        scratch = self._scratch
+        while len(self._ahead) < nr_bytes:
+            n = sock.recv_into(scratch)
+            if not n:
+                return
+            self._ahead += memoryview(scratch)[:n]
+            if quickack:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+
+    def _recv_large(self, nr_bytes: int) -> bytearray:
+        """Read exactly up to `nr_bytes` into one buffer, which grows as data arrives, so a bogus PDU length
+        cannot make us allocate gigabytes up front."""
+        sock = cast(socket.socket, self.socket)
+        got = len(self._ahead)
+        buf = bytearray(max(got, min(nr_bytes, _FIRST_ALLOCATION)))
+        buf[:got] = self._ahead
+        self._ahead.clear()
         quickack = _QUICKACK is not None and not isinstance(sock, ssl.SSLSocket)
         while got < nr_bytes:
             if got == len(buf):
@@ -188,7 +226,7 @@ class LeanDUL(DULServiceProvider):
         if sock is None or sock.fileno() < 0:
             self._sleep_briefly()
             return
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        if cast(LeanSocket, wrapper).buffered or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
             self._readable = True
             return
         # `_wake` writes to the pipe only while we sleep: flag first, then look at the queue once more.
@@ -265,15 +303,13 @@ class LeanDUL(DULServiceProvider):
             except Exception:
                 self._abort_hard()
                 return
-            try:
-                event = self.event_queue.get(block=False)
-            except queue.Empty:
+            if not self.event_queue.queue:  # this thread is the queue's only reader
                 if received:
                     self._notify_association()
                 else:
                     self._wait()
                 continue
-            self.state_machine.do_action(event)
+            self.state_machine.do_action(self.event_queue.get(block=False))
             self._notify_association()
 
     def _abort_hard(self) -> None:
