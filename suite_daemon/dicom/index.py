@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from suite_daemon.dicom.uid_filter import UidFilter
 from suite_daemon.events import rfc3339, utc_now
 
 _SCHEMA = """
@@ -72,6 +73,13 @@ class InstanceIndex:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._known = self._filter_from_table()
+
+    def _filter_from_table(self) -> UidFilter:
+        """Every UID in the table (under the lock: no row can be added meanwhile), with room to grow."""
+        (count,) = self._db.execute("SELECT count(*) FROM dicom_instances").fetchone()
+        uids = (row[0] for row in self._db.execute("SELECT sop_instance_uid FROM dicom_instances"))
+        return UidFilter(2 * int(count), uids)
 
     def close(self) -> None:
         self.flush_announced()
@@ -88,7 +96,10 @@ class InstanceIndex:
         return db
 
     def lookup(self, sop_instance_uid: str) -> StoredInstance | None:
-        """From any thread, without waiting for writes (each thread reads through its own connection)."""
+        """From any thread, without waiting for writes (each thread reads through its own connection). A UID
+        the filter has never seen is not read from the database."""
+        if not self._known.might_contain(sop_instance_uid):
+            return None
         row = (
             self._reader()
             .execute(
@@ -122,6 +133,8 @@ class InstanceIndex:
             for summary, path in instances
         ]
         with self._lock:
+            for row in rows:  # before the rows exist: a lookup may then read the database needlessly, never miss
+                self._known.add(row[0])
             self._db.execute("BEGIN")
             try:
                 self._apply_announced()
@@ -136,6 +149,8 @@ class InstanceIndex:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            if self._known.full:
+                self._known = self._filter_from_table()
         return added
 
     def mark_announced(self, sop_instance_uid: str) -> None:

@@ -30,6 +30,14 @@ UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _EXPLICIT_LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
+_SHORT_VRS = frozenset(
+    {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS"}
+    | {b"ST", b"TM", b"UI", b"UL", b"US"}
+)
+"""Explicit VRs with a 2-byte length (the common case, taken without further checks)."""
+_LE_HEADERS = (struct.Struct("<HH2sH"), struct.Struct("<I"))
+_BE_HEADERS = (struct.Struct(">HH2sH"), struct.Struct(">I"))
+"""Element header layouts: tag, VR and 2-byte length (explicit VR); a 4-byte length."""
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQ_END = 0xFFFEE0DD
@@ -161,14 +169,11 @@ def _walk(
 
     `capture` (top level only) receives the raw values of the `_WANTED` elements.
     """
-    order = "<" if little else ">"
-    tag_fmt = struct.Struct(order + "HH")
-    u16 = struct.Struct(order + "H")
-    u32 = struct.Struct(order + "I")
+    short_header, u32 = _LE_HEADERS if little else _BE_HEADERS
     while pos < end:
         if pos + 8 > end:
             raise DatasetError(f"data set truncated in an element header at byte {pos}")
-        group, elem = tag_fmt.unpack_from(buf, pos)
+        group, elem, vr, length = short_header.unpack_from(buf, pos)
         tag = group << 16 | elem
         if tag in (_ITEM_END, _SEQ_END):
             return pos + 8
@@ -176,8 +181,9 @@ def _walk(
             vr = b""
             (length,) = u32.unpack_from(buf, pos + 4)
             pos += 8
+        elif vr in _SHORT_VRS:
+            pos += 8
         else:
-            vr = bytes(buf[pos + 4 : pos + 6])
             if not vr.isalpha() or not vr.isupper():
                 raise DatasetError(f"invalid VR {vr!r} at byte {pos}")
             if vr in _EXPLICIT_LONG_VRS:
@@ -186,7 +192,6 @@ def _walk(
                 (length,) = u32.unpack_from(buf, pos + 8)
                 pos += 12
             else:
-                (length,) = u16.unpack_from(buf, pos + 6)
                 pos += 8
         sequence = vr == b"SQ" or (implicit and _implicit_sequence(tag))
         if length == _UNDEFINED:

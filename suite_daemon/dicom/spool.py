@@ -33,6 +33,7 @@ _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 class Spool:
     def __init__(self, root: Path, ingest_log_bytes: int = 0) -> None:
         self.root = root
+        self._root_prefix = f"{root}/"
         self.incoming = root / ".incoming"
         self.log = IngestLog(root / ".ingest", ingest_log_bytes)
         self._synced_dirs: set[Path] = set()
@@ -53,9 +54,12 @@ class Spool:
         for uid in (study_uid, series_uid, sop_uid):
             if not UID_RE.fullmatch(uid) or len(uid) > 64:
                 raise ValueError(f"{uid!r} is not a valid UID")
-        return self.root / study_uid / series_uid / f"{sop_uid}.dcm"
+        return Path(f"{self._root_prefix}{study_uid}/{series_uid}/{sop_uid}.dcm")  # one parse, not three joins
 
     def relative(self, path: Path) -> str:
+        text = str(path)
+        if text.startswith(self._root_prefix):
+            return text[len(self._root_prefix) :]
         return str(path.relative_to(self.root))
 
     def from_relative(self, relative: str) -> Path:

@@ -5,8 +5,7 @@ Runs in pynetdicom's association threads."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +126,8 @@ class StoreService:
         summary = summarize(
             ds, sop_class_uid=sop_class, transfer_syntax_uid=transfer_syntax, calling_ae=calling_ae, nbytes=len(data)
         )
-        with self._claim(instance):
+        self._claim(instance)
+        try:
             known_path = self.filer.pending(instance)
             if known_path is None:
                 known = self.index.lookup(instance)
@@ -152,6 +152,8 @@ class StoreService:
                 )
             self.spool.count_written(len(data))
             self.filer.submit(summary, path, ref)
+        finally:
+            self._unclaim(instance)
         log.debug("dicom_stored", sop_instance_uid=instance, study_instance_uid=study, bytes=len(data))
         return SUCCESS
 
@@ -169,19 +171,18 @@ class StoreService:
 
         return _done
 
-    @contextmanager
-    def _claim(self, sop_instance: str) -> Iterator[None]:
-        """One writer per SOP Instance UID at a time (the same object on two associations at once)."""
+    def _claim(self, sop_instance: str) -> None:
+        """One writer per SOP Instance UID at a time (the same object on two associations at once); every
+        claim is followed by `_unclaim`."""
         with self._in_flight_cv:
             while sop_instance in self._in_flight:
                 self._in_flight_cv.wait()
             self._in_flight.add(sop_instance)
-        try:
-            yield
-        finally:
-            with self._in_flight_cv:
-                self._in_flight.discard(sop_instance)
-                self._in_flight_cv.notify_all()
+
+    def _unclaim(self, sop_instance: str) -> None:
+        with self._in_flight_cv:
+            self._in_flight.discard(sop_instance)
+            self._in_flight_cv.notify_all()
 
     def _fail(self, status: int, kind: str, message: str, where: dict[str, Any], level: str = "warning") -> int:
         fields = {**where, "status": f"0x{status:04X}", "reason": kind}
