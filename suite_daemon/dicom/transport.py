@@ -44,7 +44,8 @@ from suite_daemon.dicom.spool import Spool
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _RCVBUF = 4 * 1024 * 1024
 _FIRST_ALLOCATION = 16 * 1024 * 1024
-_READ_AHEAD = 64 * 1024
+_READ_AHEAD = 16 * 1024
+"""A small object's PDUs fit; a large PDU is read into its own buffer, with at most this much copied twice."""
 _IDLE_WAIT_S = 0.05
 _PDU_HEADER = struct.Struct(">BxL")
 _PDV_HEADER = struct.Struct(">LB")
