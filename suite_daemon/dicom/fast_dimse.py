@@ -203,9 +203,10 @@ class LeanDIMSE(DIMSEServiceProvider):
             data = fragment[1:]
             if self._stream is None and not fragment[0] & 0x02 and self._store_data.tell() == 0:
                 self._open_stream(self._store, cast(int, self._store._context_id))
-            self._store_data.write(data)
             if self._stream is not None:
-                self._stream.feed(data)
+                self._stream.feed(data)  # the store reads the data set back from there: no copy in memory
+            else:
+                self._store_data.write(data)
             if fragment[0] & 0x02:
                 request, self._store, self._stream = self._store, None, None
                 request.DataSet = self._store_data

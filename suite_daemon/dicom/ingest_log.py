@@ -22,6 +22,7 @@ dominated by their data anyway, are written to their spool file directly.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import struct
 import threading
@@ -68,6 +69,20 @@ class Segment:
         self.sealed = False
         self.files: list[Path] = []
         """Spool files filed from this segment: fsynced before it is reused."""
+        self._map: mmap.mmap | None = None
+
+    def view(self, start: int, end: int) -> memoryview:
+        """Bytes `start` to `end` of the segment without copying them (a read-only mapping of the file)."""
+        if self._map is None:
+            self._map = mmap.mmap(self.fd, self.size, prot=mmap.PROT_READ)
+        return memoryview(self._map)[start:end]
+
+    def close(self) -> None:
+        if self._map is not None:
+            with contextlib.suppress(BufferError):  # a store still reads from it: unmapped when it lets go
+                self._map.close()
+            self._map = None
+        os.close(self.fd)
 
     @property
     def room(self) -> int:
@@ -117,6 +132,10 @@ class LogWriter:
         self._crc = zlib.crc32(chunk, self._crc)
         self._pos += len(chunk)
         return True
+
+    def payload_view(self, skip: int) -> memoryview:
+        """What was fed so far, but its first `skip` bytes, without copying it."""
+        return self.segment.view(self._start + _RECORD_HEADER_SIZE + skip, self._pos)
 
     def copy_payload_to(self, fd: int) -> None:
         """Copy what was fed so far to `fd` (a spool file taking over a stream that outgrew the log)."""
@@ -204,7 +223,7 @@ class IngestLog:
     def close(self) -> None:
         with self._lock:
             for segment in self._segments:
-                os.close(segment.fd)
+                segment.close()
             self._segments.clear()
 
     def _open_segment(self, path: Path) -> Segment | None:

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import fcntl
 import itertools
+import mmap
 import os
 import threading
 import time
@@ -27,7 +28,7 @@ _TMP_SUFFIX = ".tmp"
 _POOL_SIZE = 8
 _FREE_SPACE_TTL_S = 0.25
 _LOCK_WAIT_S = 30.0
-_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_TMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC  # read too: see `SpoolStream.data_view`
 
 
 class Spool:
@@ -194,6 +195,7 @@ class Spool:
         temporary spool file if it outgrows the log."""
         stream = SpoolStream(self, self.log.writer())
         stream.feed(head)
+        stream.head_len = len(head)
         return stream
 
     def commit(self, stream: SpoolStream, path: Path) -> RecordRef | None:
@@ -274,6 +276,8 @@ class SpoolStream:
         self.fd = -1
         self.error: OSError | None = None
         self.committed = False
+        self.head_len = 0
+        """The Part 10 head fed first; the data set follows it."""
         self._closed = False
 
     def feed(self, chunk: bytes | memoryview) -> None:
@@ -303,6 +307,14 @@ class SpoolStream:
         """Raise the first write error, if any."""
         if self.error is not None:
             raise self.error
+
+    def data_view(self) -> memoryview:
+        """The data set as written so far, without copying it (it is read from the page cache through a
+        read-only mapping, unmapped once the view is released). Raises the first write error."""
+        self.wait()
+        if self.writer is not None:
+            return self.writer.payload_view(self.head_len)
+        return memoryview(mmap.mmap(self.fd, 0, prot=mmap.PROT_READ))[self.head_len :]
 
     def close(self) -> None:
         if not self._closed:

@@ -62,8 +62,15 @@ class StoreService:
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         host = str(event.assoc.requestor.address)
         where = {"calling_ae": calling_ae, "host": host, "sop_class_uid": sop_class, "sop_instance_uid": sop_instance}
-        data = request.DataSet.getbuffer()
+        # A data set that came in several PDUs was written to the spool while it arrived (see fast_dimse).
         stream: SpoolStream | None = getattr(request, "suite_stream", None)
+        try:
+            data = request.DataSet.getbuffer() if stream is None else stream.data_view()
+        except OSError as exc:
+            if stream is not None:
+                stream.discard()
+            message = f"writing the object failed: {exc.strerror}"
+            return self._fail(OUT_OF_RESOURCES, "spool_write_failed", message, where, level="critical")
         try:
             return self._store(data, stream, sop_class, sop_instance, transfer_syntax, calling_ae, where)
         except Exception as exc:

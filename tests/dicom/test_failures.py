@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -239,6 +240,37 @@ async def test_truncated_large_dataset_streamed_to_spool_is_dropped(tmp_path: Pa
         # only the pool of empty files is there, no abandoned partial object
         assert all(p.stat().st_size == 0 for p in (scp.state_dir / "spool" / ".incoming").iterdir())
     assert not list((scp.state_dir / "spool" / ".incoming").iterdir())  # and the pool is removed on stop
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs (root only; skipped where it cannot be mounted)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)]
+    if os.geteuid() != 0 or subprocess.run(command, capture_output=True, timeout=30).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+
+async def test_a_disk_that_fills_while_a_data_set_streams_in_gives_a700_and_service_goes_on(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """The threshold did not catch it (min_free_mb = 0): the write itself fails part-way through a 4 MB run."""
+    study, series = new_study()
+    too_big = save(xa_run(study, series, 0, frames=30), tmp_path / "in")
+    fits = save(xa_run(study, series, 1, frames=2), tmp_path / "in")
+    async with running_receiver(small_disk / "state", ingest_log_mb=0, min_free_mb=0, max_pdu_size=16384) as scp:
+        assert await asyncio.to_thread(_store_files, scp.port, [too_big, fits], XA) == [0xA700, 0]
+        await scp.wait_for(lambda: len(scp.images) == 1 and bool(scp.alerts))
+        spooled = list((scp.state_dir / "spool").rglob("*.dcm"))
+        assert spooled == [scp.images[0].path] and dataset_bytes(spooled[0]) == dataset_bytes(fits)
+        assert all(p.stat().st_size == 0 for p in (scp.state_dir / "spool" / ".incoming").iterdir())
+    alert = scp.alerts[0]
+    assert (alert.level, alert.data["reason"], alert.data["status"]) == ("critical", "spool_write_failed", "0xA700")
 
 
 async def test_garbage_on_the_wire_drops_that_connection_only(tmp_path: Path) -> None:
