@@ -69,20 +69,6 @@ class Segment:
         self.sealed = False
         self.files: list[Path] = []
         """Spool files filed from this segment: fsynced before it is reused."""
-        self._map: mmap.mmap | None = None
-
-    def view(self, start: int, end: int) -> memoryview:
-        """Bytes `start` to `end` of the segment without copying them (a read-only mapping of the file)."""
-        if self._map is None:
-            self._map = mmap.mmap(self.fd, self.size, prot=mmap.PROT_READ)
-        return memoryview(self._map)[start:end]
-
-    def close(self) -> None:
-        if self._map is not None:
-            with contextlib.suppress(BufferError):  # a store still reads from it: unmapped when it lets go
-                self._map.close()
-            self._map = None
-        os.close(self.fd)
 
     @property
     def room(self) -> int:
@@ -134,8 +120,11 @@ class LogWriter:
         return True
 
     def payload_view(self, skip: int) -> memoryview:
-        """What was fed so far, but its first `skip` bytes, without copying it."""
-        return self.segment.view(self._start + _RECORD_HEADER_SIZE + skip, self._pos)
+        """What was fed so far, but its first `skip` bytes, without copying it: a read-only mapping of the
+        record (records start on a page boundary), unmapped when the view is released. (Not one mapping
+        kept per segment: every page it ever touched would stay mapped, whole large folios at a time.)"""
+        mapping = mmap.mmap(self.segment.fd, self._pos - self._start, prot=mmap.PROT_READ, offset=self._start)
+        return memoryview(mapping)[_RECORD_HEADER_SIZE + skip :]
 
     def copy_payload_to(self, fd: int) -> None:
         """Copy what was fed so far to `fd` (a spool file taking over a stream that outgrew the log)."""
@@ -223,7 +212,7 @@ class IngestLog:
     def close(self) -> None:
         with self._lock:
             for segment in self._segments:
-                segment.close()
+                os.close(segment.fd)
             self._segments.clear()
 
     def _open_segment(self, path: Path) -> Segment | None:

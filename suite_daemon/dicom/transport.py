@@ -8,8 +8,10 @@ Here, with the same state machine and DIMSE code:
   another thread queues a PDU to send), so a queued PDU leaves at once;
 - the association thread blocks on an event the DUL sets when something waits for it, instead of
   polling; complete C-STOREs are served on the DUL thread itself (`fast_dimse.LeanDIMSE`);
-- PDUs are read with `recv_into` into one buffer; P-DATA-TF PDVs in the data-transfer state go
-  straight to DIMSE as memoryviews (no PDU objects, no copies), and P-DATA is sent without PDU objects;
+- PDUs are read ahead, up to 16 KiB per `recv` (a small object's PDUs and the next header usually
+  come in one or two), and a larger PDU with `recv_into` into its own buffer; P-DATA-TF PDVs in the
+  data-transfer state go straight to DIMSE as memoryviews (no PDU objects, no copies), and P-DATA is sent
+  without PDU objects;
 - TCP_NODELAY on, larger receive buffers, and TCP_QUICKACK re-armed after each read so a sender
   with Nagle's algorithm on (DCMTK as shipped) is not stalled by delayed ACKs; kernel receive/send
   timeouts so a peer that stops mid-PDU cannot hold a thread.
