@@ -27,7 +27,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,7 +156,7 @@ class LogWriter:
         segment = self.segment
         head = _record_header(segment.generation, payload_len, meta, zlib.crc32(meta, crc))
         try:
-            _pwritev_all(segment.fd, [head, *chunks, meta], self._start)
+            write_chunks(segment.fd, [head, *chunks, meta], self._start)
             os.fdatasync(segment.fd)
         except BaseException:
             self.abandon()
@@ -415,11 +415,16 @@ def _record_header(generation: int, payload_len: int, meta: bytes, crc: int) -> 
     return head.ljust(_RECORD_HEADER_SIZE, b"\0")
 
 
-def _pwritev_all(fd: int, chunks: list[bytes | memoryview], offset: int) -> None:
+def write_chunks(fd: int, chunks: Sequence[bytes | memoryview], offset: int | None = None) -> None:
+    """Write every chunk in order, with as few calls as the kernel allows: at `offset`, or at the file's
+    position when None."""
     views = [memoryview(chunk) for chunk in chunks if len(chunk)]
     while views:
-        written = os.pwritev(fd, views, offset)
-        offset += written
+        if offset is None:
+            written = os.writev(fd, views)
+        else:
+            written = os.pwritev(fd, views, offset)
+            offset += written
         while views and written >= len(views[0]):
             written -= len(views[0])
             views.pop(0)

@@ -21,7 +21,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from suite_daemon.dicom.ingest_log import IngestLog, LoggedRecord, LogWriter, RecordRef, copy_record, fsync_path
+from suite_daemon.dicom.ingest_log import (
+    IngestLog,
+    LoggedRecord,
+    LogWriter,
+    RecordRef,
+    copy_record,
+    fsync_path,
+    write_chunks,
+)
 from suite_daemon.dicom.part10 import UID_RE
 
 _TMP_SUFFIX = ".tmp"
@@ -179,7 +187,7 @@ class Spool:
         self._ensure_dir(directory)
         tmp, fd = self._temp_file()
         try:
-            _write_all(fd, chunks)
+            write_chunks(fd, chunks)
             os.fdatasync(fd)
         except BaseException:
             os.close(fd)
@@ -290,7 +298,7 @@ class SpoolStream:
                 self._leave_log()
             elif self.fd < 0:
                 self.path, self.fd = self._spool._temp_file()
-            _write_all(self.fd, (chunk,))
+            write_chunks(self.fd, (chunk,))
         except OSError as exc:  # e.g. disk full: reported when the store is answered
             self.error = exc
 
@@ -329,14 +337,3 @@ class SpoolStream:
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink()
-
-
-def _write_all(fd: int, chunks: tuple[bytes | memoryview, ...]) -> None:
-    views = [memoryview(c) for c in chunks if len(c)]
-    while views:
-        written = os.writev(fd, views)
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
