@@ -282,8 +282,7 @@ class LeanDIMSE(DIMSEServiceProvider):
         if dul.state_machine.current_state == "Sta6" and not dul.to_provider_queue.queue and dul.socket is not None:
             # DT-1 (send P-DATA-TF, stay in Sta6) from this thread: no hand-over to the DUL thread and back.
             # The socket serialises sends; a failed send queues Evt17 for the DUL as pynetdicom's does.
-            item = _PDV_ITEM.pack(len(command) + 2, context_id) + b"\x03" + command
-            dul.socket.send(_PDU_HEADER.pack(0x04, len(item)) + item)
+            dul.socket.send(_p_data_tf([(context_id, b"\x03" + command)]))
             return
         pdata = P_DATA()
         pdata.presentation_data_value_list = []
@@ -293,8 +292,10 @@ class LeanDIMSE(DIMSEServiceProvider):
 
 def encode_p_data_tf(primitive: P_DATA) -> bytes:
     """A P-DATA-TF PDU for `primitive` (what pynetdicom's DT-1 sends, without building PDU objects)."""
-    items = b"".join(
-        _PDV_ITEM.pack(len(data) + 1, context_id) + bytes(data)
-        for context_id, data in primitive.presentation_data_value_list
-    )
+    return _p_data_tf(primitive.presentation_data_value_list)
+
+
+def _p_data_tf(pdvs: list[tuple[int, bytes]]) -> bytes:
+    """A P-DATA-TF PDU of (context id, message control header + data) values."""
+    items = b"".join(_PDV_ITEM.pack(len(data) + 1, context_id) + bytes(data) for context_id, data in pdvs)
     return _PDU_HEADER.pack(0x04, len(items)) + items

@@ -114,7 +114,7 @@ class LogWriter:
         """Append to the payload; False (nothing written) when it would not fit: use a spool file instead."""
         if self._pos + len(chunk) > self._limit:
             return False
-        _pwrite_all(self.segment.fd, chunk, self._pos)
+        write_chunks(self.segment.fd, (chunk,), self._pos)
         self._crc = zlib.crc32(chunk, self._crc)
         self._pos += len(chunk)
         return True
@@ -136,8 +136,8 @@ class LogWriter:
         segment = self.segment
         head = _record_header(segment.generation, self.written, meta, zlib.crc32(meta, self._crc))
         try:
-            _pwrite_all(segment.fd, meta, self._pos)
-            _pwrite_all(segment.fd, head, self._start)
+            write_chunks(segment.fd, (meta,), self._pos)
+            write_chunks(segment.fd, (head,), self._start)
             os.fdatasync(segment.fd)
         except BaseException:
             self.abandon()
@@ -368,7 +368,7 @@ class IngestLog:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
         try:
             for offset in range(0, self.segment_bytes, len(_ZERO_CHUNK)):
-                _pwrite_all(fd, _ZERO_CHUNK[: self.segment_bytes - offset], offset)
+                write_chunks(fd, (_ZERO_CHUNK[: self.segment_bytes - offset],), offset)
             _write_segment_header(fd, 1)
             os.fsync(fd)
             os.rename(tmp, path)
@@ -383,7 +383,7 @@ class IngestLog:
 
 def _write_segment_header(fd: int, generation: int) -> None:
     raw = _SEGMENT_MAGIC + struct.pack("<Q", generation)
-    _pwrite_all(fd, _SEGMENT_HEADER.pack(_SEGMENT_MAGIC, generation, zlib.crc32(raw)), 0)
+    write_chunks(fd, (_SEGMENT_HEADER.pack(_SEGMENT_MAGIC, generation, zlib.crc32(raw)),), 0)
 
 
 def copy_record(ref: RecordRef, fd: int) -> None:
@@ -430,14 +430,6 @@ def write_chunks(fd: int, chunks: Sequence[bytes | memoryview], offset: int | No
             views.pop(0)
         if views and written:
             views[0] = views[0][written:]
-
-
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
 
 
 def fsync_path(path: Path) -> None:
