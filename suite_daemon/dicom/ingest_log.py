@@ -33,6 +33,8 @@ from pathlib import Path
 
 import structlog
 
+from suite_daemon.dicom.writeback import EarlyWriteback
+
 log = structlog.get_logger()
 
 PAGE = 4096
@@ -105,6 +107,7 @@ class LogWriter:
         self._limit = min(segment.size - _META_MAX, self._pos + LOG_OBJECT_MAX)
         self._crc = 0
         self._open = True
+        self._writeback: EarlyWriteback | None = None
 
     @property
     def written(self) -> int:
@@ -117,6 +120,9 @@ class LogWriter:
         write_chunks(self.segment.fd, (chunk,), self._pos)
         self._crc = zlib.crc32(chunk, self._crc)
         self._pos += len(chunk)
+        if self._writeback is None:
+            self._writeback = EarlyWriteback(self.segment.fd, self._start)
+        self._writeback.written_up_to(self._pos)
         return True
 
     def payload_view(self, skip: int) -> memoryview:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from suite_daemon.dicom.direct_io import DirectWriter
 from suite_daemon.dicom.ingest_log import (
     IngestLog,
     LoggedRecord,
@@ -31,11 +32,16 @@ from suite_daemon.dicom.ingest_log import (
     write_chunks,
 )
 from suite_daemon.dicom.part10 import UID_RE
+from suite_daemon.dicom.writeback import EarlyWriteback
 
 _TMP_SUFFIX = ".tmp"
 _POOL_SIZE = 8
 _FREE_SPACE_TTL_S = 0.25
 _LOCK_WAIT_S = 30.0
+_DIRECT_MIN = 128 * 1024
+"""Logged objects from this size are filed around the page cache (`direct_io.py`); smaller ones are filed by
+the storing thread right after its answer, where a direct write's wait for the disk would hold up the next
+object."""
 _TMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC  # read too: see `SpoolStream.data_view`
 
 
@@ -58,6 +64,7 @@ class Spool:
         self._names = itertools.count()
         self._stop = threading.Event()
         self._filler: threading.Thread | None = None
+        self._direct = DirectWriter()
 
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         for uid in (study_uid, series_uid, sop_uid):
@@ -236,11 +243,15 @@ class Spool:
         `checkpoint` has synced it, the log still holds the object and a restart files it again. (The
         pipeline hears of an object only once it is filed.)"""
         self._ensure_dir(path.parent, sync=False)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-        try:
-            copy_record(ref, fd)
-        finally:
-            os.close(fd)
+        direct = ref.payload_len >= _DIRECT_MIN and self._direct.write_file(
+            path, ref.segment.fd, ref.payload_offset, ref.payload_len
+        )
+        if not direct:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+            try:
+                copy_record(ref, fd)
+            finally:
+                os.close(fd)
         self.log.filed(ref, path)
 
     def checkpoint(self, idle: bool) -> int:
@@ -287,6 +298,8 @@ class SpoolStream:
         self.head_len = 0
         """The Part 10 head fed first; the data set follows it."""
         self._closed = False
+        self._file_len = 0
+        self._writeback: EarlyWriteback | None = None
 
     def feed(self, chunk: bytes | memoryview) -> None:
         if self.error is not None:
@@ -297,8 +310,11 @@ class SpoolStream:
                     return
                 self._leave_log()
             elif self.fd < 0:
-                self.path, self.fd = self._spool._temp_file()
+                self._to_file(0)
             write_chunks(self.fd, (chunk,))
+            self._file_len += len(chunk)
+            if self._writeback is not None:
+                self._writeback.written_up_to(self._file_len)
         except OSError as exc:  # e.g. disk full: reported when the store is answered
             self.error = exc
 
@@ -306,10 +322,15 @@ class SpoolStream:
         assert self.writer is not None
         writer, self.writer = self.writer, None
         try:
-            self.path, self.fd = self._spool._temp_file()
+            self._to_file(writer.written)
             writer.copy_payload_to(self.fd)
         finally:
             writer.abandon()
+
+    def _to_file(self, already: int) -> None:
+        self.path, self.fd = self._spool._temp_file()
+        self._file_len = already
+        self._writeback = EarlyWriteback(self.fd, 0)
 
     def wait(self) -> None:
         """Raise the first write error, if any."""

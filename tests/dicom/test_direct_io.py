@@ -1,0 +1,93 @@
+"""Filing large logged objects around the page cache, and starting write-back early, on the real file system."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from dicom_testdata import ct_slice, new_study, save
+
+from suite_daemon.dicom import writeback
+from suite_daemon.dicom.direct_io import ALIGN, DirectWriter
+from suite_daemon.dicom.part10 import dataset_offset
+from suite_daemon.dicom.spool import _DIRECT_MIN, Spool
+from suite_daemon.dicom.writeback import EarlyWriteback
+
+
+@pytest.mark.parametrize("length", [1, ALIGN - 1, ALIGN, ALIGN + 1, 512 * 1024 + 17])
+@pytest.mark.parametrize("offset", [0, 64, ALIGN + 3])
+def test_a_direct_write_copies_exactly_the_range(tmp_path: Path, length: int, offset: int) -> None:
+    source = tmp_path / "source"
+    payload = os.urandom(offset + length + 100)
+    source.write_bytes(payload)
+    writer = DirectWriter()
+    target = tmp_path / "target.dcm"
+    target.write_bytes(b"x" * (2 * length + ALIGN))  # an older, longer file is replaced, not overlaid
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        assert writer.write_file(target, fd, offset, length)
+        assert writer.write_file(tmp_path / "second.dcm", fd, 0, 10)  # the buffer is reused
+    finally:
+        os.close(fd)
+    assert target.read_bytes() == payload[offset : offset + length]
+    assert (tmp_path / "second.dcm").read_bytes() == payload[:10]
+
+
+def _ready_spool(root: Path) -> Spool:
+    spool = Spool(root, 32 * 1024 * 1024)
+    spool.prepare()
+    deadline = time.monotonic() + 30
+    while (writer := spool.log.writer()) is None:
+        assert time.monotonic() < deadline, "no ingest log segment was made"
+        time.sleep(0.01)
+    writer.abandon()
+    return spool
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "file system without O_DIRECT"])
+def test_logged_ct_slices_are_filed_byte_for_byte(tmp_path: Path, direct: bool) -> None:
+    root = tmp_path / "spool"
+    spool = _ready_spool(root)
+    if not direct:
+        spool._direct.supported = False  # what a refused O_DIRECT open leaves behind
+    study, series = new_study()
+    try:
+        sizes = [(64, 64), (512, 512), (256, 256)]
+        for i, (rows, cols) in enumerate(sizes):
+            raw = save(ct_slice(study, series, i, rows=rows, cols=cols), tmp_path / "src").read_bytes()
+            cut = dataset_offset(raw)
+            target = spool.path_for(study, series, str(ct_slice(study, series, i, rows=8, cols=8).SOPInstanceUID))
+            ref = spool.write(target, raw[:cut], raw[cut:])
+            assert ref is not None
+            assert (ref.payload_len >= _DIRECT_MIN) == (rows >= 256)
+            spool.file_record(ref, target)
+            assert target.read_bytes() == raw
+        assert spool._direct.supported is direct
+        assert spool.checkpoint(idle=True) >= 1
+    finally:
+        spool.close()
+
+
+def test_early_write_back_starts_in_whole_pages_and_keeps_the_data(tmp_path: Path) -> None:
+    assert writeback._sync_file_range is not None  # Linux: the hint is taken
+    path = tmp_path / "stream"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    chunks = [os.urandom(n) for n in (100, 40_000, 70_000, 3, 200_000)]
+    try:
+        early = EarlyWriteback(fd, 0)
+        written = 0
+        started = []
+        for chunk in chunks:
+            os.pwrite(fd, chunk, written)
+            written += len(chunk)
+            early.written_up_to(written)
+            started.append(early._started)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    assert all(s % writeback.PAGE == 0 for s in started)
+    assert started[:2] == [0, 0]  # less than MIN_BYTES so far: no call
+    assert started[-1] == written & ~(writeback.PAGE - 1)
+    assert path.read_bytes() == b"".join(chunks)
