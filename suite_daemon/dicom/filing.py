@@ -3,7 +3,8 @@
 A store makes its object durable (in the ingest log or its spool file), answers, and hands it here. A small
 object stored `inline` (the C-STORE fast path, on the association's DUL thread) is copied to its spool file
 right after the answer, while the sender gets the next object ready (cheaper than a thread hand-over); larger
-ones are copied by the background thread (in the kernel, in parallel with receiving the next object).
+ones are copied by the background thread, in parallel with receiving the next object (from 128 KiB around
+the page cache: `direct_io.py`).
 The background thread inserts the index rows of a batch in one transaction, hands the batch to the pipeline
 in one call, and lets the ingest log reuse segments whose objects are all filed. Until its row is indexed,
 an object is found by `pending` (duplicate detection).
