@@ -2,9 +2,10 @@
 
 A data set that comes in several PDUs is written as it arrives; the store's `fdatasync` at the end then
 waits for the whole data set to reach the disk. Started chunk by chunk instead, the disk writes while
-the next PDUs come in, and the final sync waits only for the last chunk (CT slices of 0.5 MB: +20 % in
-side-by-side runs). Only a hint: without `sync_file_range` (not Linux) or when the call fails, the final
-sync does all the work, as before.
+the next PDUs come in, and the final sync waits only for the last chunk. (CT slices of 0.5 MB: no gain
+alone; with large objects filed around the page cache, `direct_io.py`, whose writes the syncs would
+otherwise queue behind, +7-20 % side by side.) Only a hint: without `sync_file_range` (not Linux) or when
+the call fails, the final sync does all the work, as before.
 """
 
 from __future__ import annotations
