@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -36,8 +37,16 @@ def _scheduled(ds: Dataset, keyword: str) -> str | None:
 
 
 class MppsService:
-    def __init__(self, ctx: DaemonContext, index: InstanceIndex, commit_timeout_s: float) -> None:
+    def __init__(
+        self,
+        ctx: DaemonContext,
+        index: InstanceIndex,
+        commit_timeout_s: float,
+        stores_announced: Callable[[float], None] = lambda timeout_s: None,
+    ) -> None:
         self.ctx = ctx
+        self.stores_announced = stores_announced
+        """Waits (up to its timeout) until the objects stored so far are with the pipeline."""
         self.index = index
         self.commit_timeout_s = commit_timeout_s
         self._lock = threading.Lock()
@@ -122,6 +131,8 @@ class MppsService:
             accession_number=accession,
         )
         try:
+            # After the objects stored before it (e.g. the dose report): it may close the procedure.
+            self.stores_announced(self.commit_timeout_s)
             self.ctx.submit_durable(item).result(timeout=self.commit_timeout_s)
         except Exception as exc:
             status_code, _ = self._fail(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import os
 import pickle
 import signal
@@ -167,17 +168,19 @@ class _Link:
             self.send_batch(batch)
 
     def send_batch(self, batch: list[Any]) -> None:
-        plain = [item for item, done in batch if done is None]
-        durable = [(item, done) for item, done in batch if done is not None]
-        if plain:
-            self.writer.write(_frame(("submit", plain)))
-        if durable:
+        """One message per run of plain or durable inputs, in the order they were submitted (a duplicate's
+        event follows its original's)."""
+        for durable, run in itertools.groupby(batch, key=lambda submission: submission[1] is not None):
+            items = list(run)
+            if not durable:
+                self.writer.write(_frame(("submit", [item for item, _ in items])))
+                continue
             ids = []
-            for _, done in durable:
+            for _, done in items:
                 self._next_id += 1
                 self.waiting[self._next_id] = done
                 ids.append(self._next_id)
-            self.writer.write(_frame(("durable", ids, [item for item, _ in durable])))
+            self.writer.write(_frame(("durable", ids, [item for item, _ in items])))
 
     async def receive(self, reader: asyncio.StreamReader) -> None:
         while (message := await _read(reader)) is not None:

@@ -86,7 +86,7 @@ class DicomReceiver:
         store: StoreService | None = None
         try:
             store = StoreService(ctx, spool, index, cfg.min_free_mb)
-            mpps = MppsService(ctx, index, cfg.mpps_commit_timeout_s)
+            mpps = MppsService(ctx, index, cfg.mpps_commit_timeout_s, store.filer.flush)
             await asyncio.to_thread(store.recover, logged)
             store.filer.start()
             self._policy = await asyncio.to_thread(

@@ -141,7 +141,8 @@ class StoreService:
                 known_path = known.path if known is not None else None
             if known_path is not None:
                 log.info("dicom_duplicate_instance", sop_instance_uid=instance, calling_ae=calling_ae)
-                self.ctx.submit(ImageStored(summary=summary, path=known_path, duplicate=True))
+                if not self.filer.add_duplicate(summary, known_path):
+                    self.ctx.submit(ImageStored(summary=summary, path=known_path, duplicate=True))
                 return SUCCESS
             try:
                 if stream is not None:  # already written while it arrived (see fast_dimse)
@@ -164,12 +165,16 @@ class StoreService:
         log.debug("dicom_stored", sop_instance_uid=instance, study_instance_uid=study, bytes=len(data))
         return SUCCESS
 
-    def announce_many(self, stored: list[StoredInstance]) -> None:
+    def announce_many(
+        self, stored: list[StoredInstance], duplicates: list[tuple[dict[str, Any], Path]] | None = None
+    ) -> None:
         """Hand objects to the pipeline, with one wake-up of the event loop; once an object's events are
-        durable, flag it announced."""
+        durable, flag it announced. `duplicates` (summary, path) follow them, in the same order."""
         futures = self.ctx.submit_durable_many([ImageStored(summary=s.summary, path=s.path) for s in stored])
         for item, future in zip(stored, futures, strict=True):
             future.add_done_callback(self._announced_callback(item.sop_instance_uid))
+        for summary, path in duplicates or ():
+            self.ctx.submit(ImageStored(summary=summary, path=path, duplicate=True))
 
     def _announced_callback(self, uid: str) -> Callable[[Any], None]:
         def _done(f: Any) -> None:

@@ -39,7 +39,9 @@ def test_store_and_refusal_published_and_audited(daemon_factory, broker, tmp_pat
         study, series = new_study()
         files = [save(ct_slice(study, series, i), tmp_path / "ct") for i in range(20)]
         storescu = ["storescu", "-R", "-aet", "STORESCU", "-aec", SCP_AE, "127.0.0.1", str(daemon.dicom_port)]
-        done = subprocess.run([*storescu, *map(str, files)], capture_output=True, text=True, timeout=120)
+        # The last slice twice: its copy arrives while the original is still being filed and announced.
+        sent = [*files, files[-1]]
+        done = subprocess.run([*storescu, *map(str, sent)], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         refused = subprocess.run(
             ["echoscu", "-aet", "INTRUDER", "-aec", SCP_AE, "127.0.0.1", str(daemon.dicom_port)],
@@ -49,7 +51,7 @@ def test_store_and_refusal_published_and_audited(daemon_factory, broker, tmp_pat
         assert refused.returncode != 0
         collector.wait_for(
             lambda _: (
-                len(_events(collector, daemon.root, "image.received")) == 20
+                len(_events(collector, daemon.root, "image.received")) == 21
                 and len(_events(collector, daemon.root, "association.rejected")) == 1
             )
         )
@@ -57,6 +59,9 @@ def test_store_and_refusal_published_and_audited(daemon_factory, broker, tmp_pat
         collector.close()
     images = _events(collector, daemon.root, "image.received")
     assert {e["data"]["sop_instance_uid"] for e in images} == {p.stem for p in files}
+    last = [e["data"]["duplicate"] for e in images if e["data"]["sop_instance_uid"] == files[-1].stem]
+    assert last == [False, True]  # counted once, and the copy is announced after the original
+    assert sum(e["data"]["duplicate"] for e in images) == 1
     assert all(e["data"]["study_instance_uid"] == study for e in images)
     payloads = json.dumps([m.json() for m in collector.messages])
     assert "Doe" not in payloads and "PID-SECRET" not in payloads
