@@ -119,10 +119,10 @@ class LogWriter:
             return False
         write_chunks(self.segment.fd, (chunk,), self._pos)
         self._crc = zlib.crc32(chunk, self._crc)
-        self._pos += len(chunk)
         if self._writeback is None:
-            self._writeback = EarlyWriteback(self.segment.fd, self._start)
-        self._writeback.written_up_to(self._pos)
+            self._writeback = EarlyWriteback(self.segment.fd, self._start, self._pos)
+        self._writeback.appended(len(chunk))
+        self._pos += len(chunk)
         return True
 
     def payload_view(self, skip: int) -> memoryview:

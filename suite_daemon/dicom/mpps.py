@@ -42,7 +42,7 @@ class MppsService:
         ctx: DaemonContext,
         index: InstanceIndex,
         commit_timeout_s: float,
-        stores_announced: Callable[[float], None] = lambda timeout_s: None,
+        stores_announced: Callable[[float], None],
     ) -> None:
         self.ctx = ctx
         self.stores_announced = stores_announced

@@ -298,7 +298,6 @@ class SpoolStream:
         self.head_len = 0
         """The Part 10 head fed first; the data set follows it."""
         self._closed = False
-        self._file_len = 0
         self._writeback: EarlyWriteback | None = None
 
     def feed(self, chunk: bytes | memoryview) -> None:
@@ -312,9 +311,8 @@ class SpoolStream:
             elif self.fd < 0:
                 self._to_file(0)
             write_chunks(self.fd, (chunk,))
-            self._file_len += len(chunk)
             if self._writeback is not None:
-                self._writeback.written_up_to(self._file_len)
+                self._writeback.appended(len(chunk))
         except OSError as exc:  # e.g. disk full: reported when the store is answered
             self.error = exc
 
@@ -329,8 +327,7 @@ class SpoolStream:
 
     def _to_file(self, already: int) -> None:
         self.path, self.fd = self._spool._temp_file()
-        self._file_len = already
-        self._writeback = EarlyWriteback(self.fd, 0)
+        self._writeback = EarlyWriteback(self.fd, 0, already)
 
     def wait(self) -> None:
         """Raise the first write error, if any."""

@@ -38,13 +38,16 @@ _sync_file_range = _load() if os.uname().sysname == "Linux" else None
 class EarlyWriteback:
     """Follows one file region as it is appended to, and starts the write-back of its whole pages."""
 
-    def __init__(self, fd: int, start: int) -> None:
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        """The region starts at `start`; everything before `end` is written already."""
         self.fd = fd
         self._started = start & ~(PAGE - 1)
+        self._end = end
 
-    def written_up_to(self, end: int) -> None:
-        """Everything before `end` has been written."""
-        whole = end & ~(PAGE - 1)
+    def appended(self, nbytes: int) -> None:
+        """`nbytes` more were written at the region's end."""
+        self._end += nbytes
+        whole = self._end & ~(PAGE - 1)
         if _sync_file_range is None or whole - self._started < MIN_BYTES:
             return
         _sync_file_range(self.fd, self._started, whole - self._started, _SYNC_FILE_RANGE_WRITE)

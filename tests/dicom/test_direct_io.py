@@ -76,13 +76,13 @@ def test_early_write_back_starts_in_whole_pages_and_keeps_the_data(tmp_path: Pat
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     chunks = [os.urandom(n) for n in (100, 40_000, 70_000, 3, 200_000)]
     try:
-        early = EarlyWriteback(fd, 0)
+        early = EarlyWriteback(fd, 0, 0)
         written = 0
         started = []
         for chunk in chunks:
             os.pwrite(fd, chunk, written)
             written += len(chunk)
-            early.written_up_to(written)
+            early.appended(len(chunk))
             started.append(early._started)
         os.fdatasync(fd)
     finally:
