@@ -61,9 +61,10 @@ soak: install
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 
 bench: install
 	$(BIN)/python bench/store_bench.py
 
 clean:
-	rm -rf $(VENV) run .pytest_cache .ruff_cache
+	rm -rf $(VENV) run .pytest_cache .ruff_cache .mypy_cache

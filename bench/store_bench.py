@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 UID_ROOT = "1.2.826.0.1.3680043.10.1234.8"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -46,7 +46,7 @@ def _dataset(sop_class: str, kind: int, index: int, modality: str) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = f"{UID_ROOT}.{kind}.{index + 1}"
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID

@@ -160,11 +160,14 @@ class OperatorCommanded:
     time: datetime = field(default_factory=utc_now)
 
 
+AlertLevel = Literal["notice", "warning", "critical"]
+
+
 @dataclass(frozen=True, slots=True)
 class Alerted:
     """A problem a component wants on `R/alert` and in the journal (failed store, rejected caller...)."""
 
-    level: Literal["notice", "warning", "critical"]
+    level: AlertLevel
     kind: str
     message: str
     data: Mapping[str, Any] = field(default_factory=dict)

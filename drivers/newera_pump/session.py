@@ -65,8 +65,7 @@ class NewEraSession(PolledSession):
         if reply.alarm is not None:
             if reply.alarm != self.alarm:
                 self.alarm = reply.alarm
-                data = {"code": reply.alarm, "message": codec.ALARMS[reply.alarm]}
-                self.emit(Notice("alarm", data, time))
+                self.emit(Notice("alarm", {"code": reply.alarm, "message": codec.ALARMS[reply.alarm]}, time))
             return
         self.alarm = None
         if reply.status != self.status:

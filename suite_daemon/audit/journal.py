@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 from enum import Enum
 from pathlib import Path, PurePath
@@ -212,7 +212,7 @@ class AuditJournal:
 
     # -- the structlog chain ----------------------------------------------------------------------
 
-    def _chain(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def _chain(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
         event = event_dict.pop("event")
         record = {
             "seq": self._seq + 1,
@@ -226,7 +226,7 @@ class AuditJournal:
         return record
 
     @staticmethod
-    def _render(_logger: Any, _method: str, record: dict[str, Any]) -> str:
+    def _render(_logger: Any, _method: str, record: MutableMapping[str, Any]) -> str:
         return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
     # -- file I/O -----------------------------------------------------------------------------------

@@ -38,8 +38,15 @@ def _ae_title(value: str) -> str:
     return value
 
 
+def _stop_bits(value: float) -> float:
+    if value not in (1, 1.5, 2):
+        raise ValueError(f"{value!r} stop bits: use 1, 1.5 or 2")
+    return value
+
+
 Name = Annotated[str, AfterValidator(_name)]
 AETitle = Annotated[str, AfterValidator(_ae_title)]
+StopBits = Annotated[float, AfterValidator(_stop_bits)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -181,7 +188,7 @@ class DeviceSection(BaseModel):
     """None: the driver's default."""
     bytesize: Literal[5, 6, 7, 8] | None = None
     parity: Literal["N", "E", "O", "M", "S"] | None = None
-    stopbits: Literal[1, 1.5, 2] | None = None
+    stopbits: StopBits | None = None
     rtscts: bool = False
     xonxoff: bool = False
     reconnect_min_s: Seconds = 0.5

@@ -198,12 +198,12 @@ class ProcedureCorrelator:
             self._close(proc, min(now, proc.last_activity + self.idle_timeout), "idle_timeout", out, {
                 "last_activity_at": rfc3339(proc.last_activity), "idle_timeout_s": self.idle_timeout.total_seconds()})
         for pid in sorted(self.reclose):
-            proc = self.procedures.get(pid)
-            if proc is not None and not proc.is_open:
+            reclosed = self.procedures.get(pid)
+            if reclosed is not None and not reclosed.is_open:
                 out.events.append(Event("procedure.closed", "correlator",
                                         {"reason": "late_arrivals", "reclosed": True,
-                                         "closed_at": rfc3339(proc.closed_at) if proc.closed_at else None,
-                                         "late_arrivals": proc.late_arrivals}, pid, now))
+                                         "closed_at": rfc3339(reclosed.closed_at) if reclosed.closed_at else None,
+                                         "late_arrivals": reclosed.late_arrivals}, pid, now))
                 self._forced.add(pid)
         if self.reclose:
             self.reclose.clear()

@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -121,7 +122,7 @@ class Daemon:
                  components=[s.component.name for s in component_states], backlog=outbox.count)
         await pipeline.emit([Event("daemon.started", "daemon", {"version": __version__, "pid": os.getpid()})])
 
-        core = [asyncio.create_task(publisher.run(), name="publisher"),
+        core: list[asyncio.Task[Any]] = [asyncio.create_task(publisher.run(), name="publisher"),
                 asyncio.create_task(pipeline.run(), name="pipeline")]
         workers = [asyncio.create_task(supervisor.keep_running(s), name=s.component.name) for s in component_states]
         watchdog = asyncio.create_task(self._watchdog(pipeline, core), name="watchdog")
@@ -134,8 +135,9 @@ class Daemon:
                 self.notifier.ready(f"ready; {supervisor.summary()}")
                 await asyncio.wait([stopped, *core], return_when=asyncio.FIRST_COMPLETED)
             for task in core:
-                if task.done() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                failure = task.exception() if task.done() else None
+                if failure is not None:
+                    raise failure
         finally:
             log.info("daemon_stopping")
             self.notifier.stopping()
@@ -168,7 +170,7 @@ class Daemon:
                 log.error("watchdog_withheld", pipeline_beat_age_s=round(loop.time() - pipeline.last_beat, 1))
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from collections.abc import Callable
 from io import BytesIO
 from typing import Any, cast
 
@@ -30,6 +31,9 @@ from suite_daemon.dicom.part10 import clean_uid, encode_file_meta
 from suite_daemon.dicom.spool import Spool, SpoolStream
 
 log = structlog.get_logger()
+
+_Handler = tuple[Callable[..., Any] | None, list[Any] | None]
+"""What `Association.get_handlers` returns for an intervention event such as EVT_C_STORE."""
 
 _ELEMENT = struct.Struct("<HHI")
 _US = struct.Struct("<H")
@@ -231,7 +235,7 @@ class LeanDIMSE(DIMSEServiceProvider):
         assoc = self.assoc
         context = assoc._accepted_cx.get(context_id)
         sop_class = str(request.AffectedSOPClassUID)
-        handler, args = assoc.get_handlers(evt.EVT_C_STORE) or (None, None)
+        handler, args = cast(_Handler, assoc.get_handlers(evt.EVT_C_STORE) or (None, None))
         if (
             context is None
             or handler is None

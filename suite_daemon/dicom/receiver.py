@@ -7,7 +7,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from pynetdicom import AE, _config, evt
@@ -128,12 +128,15 @@ class DicomReceiver:
         self, ae: AE, handlers: list[Any], ssl_context: Any, spool: Spool, filer: Filer
     ) -> LeanAssociationServer:
         cfg = self.config.dicom
-        server = ae.make_server(
-            (cfg.bind, cfg.port),
-            evt_handlers=handlers,
-            ssl_context=ssl_context,
-            server_class=LeanAssociationServer,
-            request_handler=LeanRequestHandler,
+        server = cast(
+            LeanAssociationServer,
+            ae.make_server(
+                (cfg.bind, cfg.port),
+                evt_handlers=handlers,
+                ssl_context=ssl_context,
+                server_class=LeanAssociationServer,
+                request_handler=LeanRequestHandler,
+            ),
         )
         server.spool = spool
         server.filer = filer
@@ -158,6 +161,7 @@ class DicomReceiver:
     def _on_requested(self, event: Any) -> None:
         assoc: Association = event.assoc
         rq = assoc.requestor.primitive
+        assert rq is not None  # set before EVT_REQUESTED fires
         calling = str(rq.calling_ae_title).strip()
         called = str(rq.called_ae_title).strip()
         host, port = str(assoc.requestor.address), int(assoc.requestor.port)

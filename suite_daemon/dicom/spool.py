@@ -233,6 +233,7 @@ class Spool:
             stream.discard()
             raise
         stream.close()
+        assert stream.path is not None  # a stream out of the log has its temporary file
         os.rename(stream.path, path)
         stream.committed = True
         fsync_path(directory)

@@ -18,21 +18,22 @@ from typing import Any
 import structlog
 
 from suite_daemon.config import SuiteConfig
+from suite_daemon.config.models import AllowedCaller, DicomSection, SuiteSection
 from suite_daemon.daemon.context import DaemonContext
 from suite_daemon.dicom.receiver import DicomReceiver
 
 
 async def run_receiver(state_dir: Path, port: int, ingest_log_mb: int = 256) -> None:
-    dicom: dict[str, Any] = {
-        "bind": "127.0.0.1",
-        "port": port,
-        "ae_title": "SUITE_SCP",
-        "min_free_mb": 0,
-        "max_associations": 16,
-        "allowed_callers": [{"ae_title": "*"}],
-        "ingest_log_mb": ingest_log_mb,
-    }
-    config = SuiteConfig(suite={"id": "standalone", "state_dir": state_dir}, dicom=dicom)
+    dicom = DicomSection(
+        bind="127.0.0.1",
+        port=port,
+        ae_title="SUITE_SCP",
+        min_free_mb=0,
+        max_associations=16,
+        allowed_callers=[AllowedCaller(ae_title="*")],
+        ingest_log_mb=ingest_log_mb,
+    )
+    config = SuiteConfig(suite=SuiteSection(id="standalone", state_dir=state_dir), dicom=dicom)
     queue: asyncio.Queue[Any] = asyncio.Queue()
     ctx = DaemonContext(config=config, loop=asyncio.get_running_loop(), inputs=queue)
 

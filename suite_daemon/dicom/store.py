@@ -25,7 +25,7 @@ from suite_daemon.dicom.part10 import (
     summarize,
 )
 from suite_daemon.dicom.spool import Spool, SpoolStream
-from suite_daemon.events import Alerted, ImageStored
+from suite_daemon.events import Alerted, AlertLevel, ImageStored
 
 log = structlog.get_logger()
 
@@ -196,13 +196,13 @@ class StoreService:
             self._in_flight.discard(sop_instance)
             self._in_flight_cv.notify_all()
 
-    def _fail(self, status: int, kind: str, message: str, where: dict[str, Any], level: str = "warning") -> int:
+    def _fail(self, status: int, kind: str, message: str, where: dict[str, Any], level: AlertLevel = "warning") -> int:
         fields = {**where, "status": f"0x{status:04X}", "reason": kind}
         log.warning("dicom_store_failed", detail=message, **fields)
         try:
             self.ctx.audit_daemon("dicom_store_failed", detail=message, **fields)
         finally:
-            self.ctx.submit(Alerted(level=level, kind="dicom_store_failed", message=message, data=fields))  # type: ignore[arg-type]
+            self.ctx.submit(Alerted(level=level, kind="dicom_store_failed", message=message, data=fields))
         return status
 
     # -- startup recovery ------------------------------------------------------------------------

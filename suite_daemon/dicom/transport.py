@@ -91,16 +91,16 @@ class LeanSocket(AssociationSocket):
 
     def _read_ahead(self, nr_bytes: int) -> None:
         sock = cast(socket.socket, self.socket)
-        quickack = _QUICKACK is not None and not isinstance(sock, ssl.SSLSocket)
+        quickack = None if isinstance(sock, ssl.SSLSocket) else _QUICKACK
         scratch = self._scratch
         while len(self._ahead) < nr_bytes:
             n = sock.recv_into(scratch)
             if not n:
                 return
             self._ahead += memoryview(scratch)[:n]
-            if quickack:
+            if quickack is not None:
                 with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                    sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
 
     def _recv_large(self, nr_bytes: int) -> bytearray:
         """Read exactly up to `nr_bytes` into one buffer, which grows as data arrives, so a bogus PDU length
@@ -110,7 +110,7 @@ class LeanSocket(AssociationSocket):
         buf = bytearray(max(got, min(nr_bytes, _FIRST_ALLOCATION)))
         buf[:got] = self._ahead
         self._ahead.clear()
-        quickack = _QUICKACK is not None and not isinstance(sock, ssl.SSLSocket)
+        quickack = None if isinstance(sock, ssl.SSLSocket) else _QUICKACK
         while got < nr_bytes:
             if got == len(buf):
                 buf.extend(bytes(min(nr_bytes - got, len(buf))))
@@ -120,9 +120,9 @@ class LeanSocket(AssociationSocket):
                 del buf[got:]
                 return buf
             got += n
-            if quickack:
+            if quickack is not None:
                 with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                    sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
         return buf
 
 
@@ -237,7 +237,8 @@ class LeanDUL(DULServiceProvider):
         try:
             if self.to_provider_queue.queue:
                 return
-            readable, _, _ = select.select([sock, self._wake_r], [], [], _IDLE_WAIT_S)
+            waitables: list[socket.socket | int] = [sock, self._wake_r]
+            readable, _, _ = select.select(waitables, [], [], _IDLE_WAIT_S)
         except (OSError, ValueError):
             self._sleep_briefly()
             return

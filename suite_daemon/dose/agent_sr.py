@@ -40,7 +40,7 @@ class InjectionPhase:
     pressure_limit_kpa: float | None = None
 
     def to_data(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +227,11 @@ def parse_agent_sr(source: Dataset | str | Path) -> InjectionReport:
     status_node = root.first(C.COMPLETION_STATUS)
     status = status_node.code_meaning if status_node is not None else None
     events = _events(root, repairs)
-    status_kind = C.INJECTOR_EVENT_KINDS.get(status_node.code_value) if status_node and status_node.code_value else None
+    status_code = status_node.code_value if status_node is not None else None
+    status_kind = C.INJECTOR_EVENT_KINDS.get(status_code) if status_code else None
     if status_kind and not any(e.kind == status_kind for e in events):
         # CID 67 completion codes are also CID 71 event codes: a termination only stated here still counts.
-        events.append(InjectorEvent(kind=status_kind, code=status_node.code_value, level=_level(status_kind)))
+        events.append(InjectorEvent(kind=status_kind, code=status_code, level=_level(status_kind)))
     content_dt = None
     if ds.get("ContentDate"):
         content_dt = f"{ds.ContentDate}{ds.get('ContentTime', '') or ''}"

@@ -111,14 +111,14 @@ class InjectionLedger:
             self._sr_phases[key] = phase.to_data()
         flags: list[InjectionFlag] = []
         for event in report.events:
-            key = (event.kind, event.detected, event.phase_uid)
-            if key in self._sr_events:
+            event_key = (event.kind, event.detected, event.phase_uid)
+            if event_key in self._sr_events:
                 continue
-            self._sr_events.add(key)
+            self._sr_events.add(event_key)
             if event.level in ("warning", "critical"):
                 flags.append(
                     InjectionFlag(
-                        level=event.level,  # type: ignore[arg-type]
+                        level=event.level,
                         kind=f"injection_{event.kind}",
                         source="agent_sr",
                         message=f"injector reported {event.kind.replace('_', ' ')}",

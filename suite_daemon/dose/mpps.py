@@ -15,7 +15,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from suite_daemon.dose.rdsr import DoseReport, IrradiationEvent, PlaneTotals
+from suite_daemon.dose.rdsr import DoseKind, DoseReport, IrradiationEvent, PlaneTotals
 
 _DOSE_KEYWORDS = (
     "TotalTimeOfFluoroscopy",
@@ -110,7 +110,9 @@ def parse_mpps(
                 break
     has_ct = any(e.kind == "ct" for e in events)
     has_projection = bool(planes) or any(e.kind != "ct" for e in events)
-    kind = "mixed" if has_ct and has_projection else "ct" if has_ct else "projection" if has_projection else "unknown"
+    kind: DoseKind = (
+        "mixed" if has_ct and has_projection else "ct" if has_ct else "projection" if has_projection else "unknown"
+    )
     return DoseReport(
         source="mpps",
         kind=kind,

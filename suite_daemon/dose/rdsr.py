@@ -37,6 +37,9 @@ class DoseParseError(ValueError):
     """The object is not a dose report this parser can read (the reason says why)."""
 
 
+DoseKind = Literal["projection", "ct", "mixed", "unknown"]
+
+
 @dataclass(frozen=True, slots=True)
 class IrradiationEvent:
     uid: str | None
@@ -102,7 +105,7 @@ class DoseReport:
     """What one dose object (RDSR or MPPS) says. Totals are None when not measured, never 0."""
 
     source: Literal["rdsr", "mpps"]
-    kind: Literal["projection", "ct", "mixed", "unknown"]
+    kind: DoseKind
     study_instance_uid: str | None
     sop_instance_uid: str | None
     content_datetime: str | None = None
@@ -177,7 +180,7 @@ class DoseReport:
             "device_observer_name": self.device.name,
             **self.totals(),
             "planes": [
-                {k: getattr(p, k) for k in PlaneTotals.__slots__}  # type: ignore[attr-defined]
+                {k: getattr(p, k) for k in PlaneTotals.__slots__}
                 for p in self.planes
             ],
             "repairs": list(self.repairs),
@@ -352,7 +355,7 @@ def parse_rdsr(source: Dataset | str | Path) -> DoseReport:
 
     is_projection = bool(accumulated or projection_nodes)
     is_ct = bool(ct_accumulated is not None or ct_nodes)
-    kind: Literal["projection", "ct", "mixed", "unknown"] = (
+    kind: DoseKind = (
         "mixed" if is_projection and is_ct else "projection" if is_projection else "ct" if is_ct else "unknown"
     )
     if projection_nodes and not accumulated:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -30,7 +30,8 @@ def _plain(meaning: str) -> str:
 
 
 _STANDARD_MEANINGS: dict[Code, set[str]] = {}
-for _scheme, _by_name in _standard_concepts.items():
+_ConceptsByScheme = dict[str, dict[str, dict[str, tuple[str, list[int]]]]]
+for _scheme, _by_name in cast(_ConceptsByScheme, _standard_concepts).items():
     if _scheme in ("DCM", "SCT"):
         for _codes in _by_name.values():
             for _value, (_meaning, _cids) in _codes.items():

@@ -232,7 +232,7 @@ def cmd_report(config: SuiteConfig, procedure_id: str, fmt: str, out: Path) -> i
     if not data.audit.ok:
         _err(f"warning: the audit journal does not verify: {data.audit.describe()}")
     try:
-        write_report(data, fmt, Path(out))  # type: ignore[arg-type]
+        write_report(data, fmt, Path(out))
     except OSError as exc:
         _err(f"cannot write the report to {out}: {exc.strerror or exc}")
         return EXIT_FAILED

@@ -88,7 +88,7 @@ def _dose_panel(ax: Axes, timeline: Timeline) -> None:
             values = [v * factor for _, v in points]
             few = len(points) <= 3  # a report or two: a step line alone would be invisible
             (line,) = target.step(
-                times,
+                times,  # type: ignore[arg-type]  # matplotlib takes datetimes; its stubs say otherwise
                 values,
                 where="post",
                 linestyle=style,
@@ -141,7 +141,7 @@ def _injection_panel(ax: Axes, timeline: Timeline) -> None:
         pressure_ax = ax.twinx()
         for index, (source, points) in enumerate(sorted(timeline.pressure.items())):
             pressure_ax.plot(
-                [t for t, _ in points],
+                [t for t, _ in points],  # type: ignore[arg-type]  # matplotlib takes datetimes; its stubs say otherwise
                 [v for _, v in points],
                 color=f"C{index + 5}",
                 linewidth=1.2,
@@ -155,10 +155,10 @@ def _injection_panel(ax: Axes, timeline: Timeline) -> None:
 def _event_lane(ax: Axes, timeline: Timeline) -> None:
     rows = ["devices", "alerts", f"objects received ({len(timeline.images)})"]
     if timeline.images:
-        ax.vlines(timeline.images, 1.7, 2.3, color="tab:purple", linewidth=0.8)
+        ax.vlines(timeline.images, 1.7, 2.3, color="tab:purple", linewidth=0.8)  # type: ignore[arg-type]  # matplotlib takes datetimes; its stubs say otherwise
     for index, alert in enumerate(timeline.alerts):
         colour = LEVEL_COLOURS.get(alert.level, "tab:orange")
-        ax.plot([alert.time], [1], marker="v", color=colour, markersize=8, linestyle="none")
+        ax.plot([alert.time], [1], marker="v", color=colour, markersize=8, linestyle="none")  # type: ignore[arg-type]  # matplotlib takes datetimes; its stubs say otherwise
         ax.annotate(
             alert.label[:40],
             (mdates.date2num(alert.time), 1),
@@ -168,7 +168,7 @@ def _event_lane(ax: Axes, timeline: Timeline) -> None:
             color=colour,
         )
     for index, (when, label) in enumerate(_grouped_devices(timeline)):
-        ax.plot([when], [0], marker="o", color="grey", markersize=4, linestyle="none")
+        ax.plot([when], [0], marker="o", color="grey", markersize=4, linestyle="none")  # type: ignore[arg-type]  # matplotlib takes datetimes; its stubs say otherwise
         ax.annotate(label[:60], (mdates.date2num(when), 0), xytext=(4, 3 if index % 2 == 0 else -10),
                     textcoords="offset points", fontsize=6, color="dimgrey")  # fmt: skip
     ax.set_yticks([0, 1, 2], rows, fontsize=8)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -341,7 +341,7 @@ def _lay_end_to_end(phases: list[Phase], ends_by: datetime) -> None:
         ends_by = phase.start
 
 
-def build_timeline(records: list[Mapping[str, Any]], summary: Mapping[str, Any] | None = None) -> Timeline:
+def build_timeline(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] | None = None) -> Timeline:
     timeline = Timeline()
     dose: dict[str, dict[str, _DoseSeries]] = {}
     pumps = _PumpPhases()

@@ -170,7 +170,8 @@ class Publisher:
         aiomqtt_on_publish = paho.on_publish
 
         def on_publish(*args: Any) -> None:  # (client, userdata, mid, reason_code, properties)
-            aiomqtt_on_publish(*args)
+            if aiomqtt_on_publish is not None:
+                aiomqtt_on_publish(*args)
             self._on_puback(args[2])
 
         paho.on_publish = on_publish

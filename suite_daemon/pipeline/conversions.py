@@ -6,6 +6,7 @@ from typing import Any
 
 from suite_daemon.events import (
     Alerted,
+    AlertLevel,
     AssociationRejected,
     DeviceNoticed,
     DeviceSampled,
@@ -46,7 +47,7 @@ def device_notice_event(item: DeviceNoticed, procedure_id: str | None) -> Event:
     data = {"device": item.device, "driver": item.driver, "kind": item.kind, **item.data}
     if item.kind == "phase":
         return Event("injection.phase", device_source(item.device), data, procedure_id, item.time)
-    level = "critical" if item.data.get("critical") else "warning" if item.kind == "alarm" else "notice"
+    level: AlertLevel = "critical" if item.data.get("critical") else "warning" if item.kind == "alarm" else "notice"
     message = item.data.get("message") or f"{item.device}: {item.kind.replace('_', ' ')}"
     return alert_event(Alerted(level, f"device_{item.kind}", str(message), data, procedure_id, item.time))
 

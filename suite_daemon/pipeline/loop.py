@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from suite_daemon.events import Alerted, Event, Input, utc_now
+from suite_daemon.events import Alerted, AlertLevel, Event, Input, utc_now
 from suite_daemon.mqtt.outbox import Fill, Outbox, Route
 from suite_daemon.pipeline.conversions import alert_event
 from suite_daemon.pipeline.correlation import Correlator, Outcome
@@ -185,7 +185,7 @@ class Pipeline:
         elif fill.count < self.warn_at // 2:
             self._warned_full = False
 
-    def _alert(self, level: Any, kind: str, message: str, data: dict[str, Any]) -> None:
+    def _alert(self, level: AlertLevel, kind: str, message: str, data: dict[str, Any]) -> None:
         self.inputs.put_nowait((Alerted(level, kind, message, data), None))
 
     async def drain(self) -> None:
