@@ -88,6 +88,7 @@ BAD = {
         "mqtt.password_file",
     ),
     "bad device key": (GOOD + 'poll_interval_s = "fast"\n', "devices[0].poll_interval_s"),
+    "impossible stop bits": (GOOD + "stopbits = 3\n", "devices[0].stopbits"),
     "unknown driver": (GOOD.replace('driver = "ptw-diamentor"', 'driver = "nope"'), "devices[0].driver"),
     "empty broker host": (GOOD.replace('host = "127.0.0.1"', 'host = ""'), "mqtt.host"),
     "bad caller host": (GOOD.replace('host = "10.0.0.5"', 'host = "a b"'), "dicom.allowed_callers[0].host"),
