@@ -121,9 +121,7 @@ class ThreadSerialLink(Link):
     @classmethod
     async def open(cls, url: str, settings: PortSettings, clock: Clock = time.monotonic) -> ThreadSerialLink:
         loop = asyncio.get_running_loop()
-        port = await loop.run_in_executor(
-            None, lambda: serial.serial_for_url(url, timeout=0.1, **settings.kwargs())
-        )
+        port = await loop.run_in_executor(None, lambda: serial.serial_for_url(url, timeout=0.1, **settings.kwargs()))
         return cls(clock, port, loop)
 
     def _reader(self) -> None:

@@ -190,9 +190,7 @@ class DeviceComponent:
         self.state = state
         self.log.info(f"device_{state}", detail=detail)
         ctx.submit(
-            DeviceStatusChanged(
-                self.device.name, self.spec.name, state, detail, self.counters, time=self.wall_clock()
-            )
+            DeviceStatusChanged(self.device.name, self.spec.name, state, detail, self.counters, time=self.wall_clock())
         )
 
 

@@ -116,8 +116,7 @@ class SegmentTracker:
     def observe(self, values: Mapping[str, float]) -> dict[str, float] | None:
         """Record `values`; return the previous values of the counters if this starts a new segment."""
         went_back = any(
-            key in values and key in self._last and values[key] < self._last[key] - self.tolerance
-            for key in self.keys
+            key in values and key in self._last and values[key] < self._last[key] - self.tolerance for key in self.keys
         )
         previous = dict(self._last) if went_back else None
         if went_back:

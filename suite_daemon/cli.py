@@ -24,8 +24,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=argparse.SUPPRESS,
-                        help="config file (default: $SUITE_DAEMON_CONFIG or /etc/suite-daemon/suite.toml)")
+    parser.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="config file (default: $SUITE_DAEMON_CONFIG or /etc/suite-daemon/suite.toml)",
+    )
 
 
 def build_parser() -> Parser:
@@ -107,8 +110,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if args.scenario not in scenarios():
-        print(f"suite-daemon simulate: unknown scenario {args.scenario!r} (known: {', '.join(scenarios())})",
-              file=sys.stderr)
+        print(
+            f"suite-daemon simulate: unknown scenario {args.scenario!r} (known: {', '.join(scenarios())})",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     configure_logging(config.suite.log_level, "console" if sys.stderr.isatty() else "json")
     return asyncio.run(simulate(config, args.scenario, modality=not args.no_modality, duration_s=args.duration))
@@ -141,8 +146,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_procedure(args: argparse.Namespace) -> int:
     from suite_daemon.correlator.operator_cli import cmd_procedure as run
 
-    return run(_load(args), args.action, args.study_instance_uid, args.accession_number, args.operator, args.reason,
-               args.json, args.timeout)
+    return run(
+        _load(args),
+        args.action,
+        args.study_instance_uid,
+        args.accession_number,
+        args.operator,
+        args.reason,
+        args.json,
+        args.timeout,
+    )
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

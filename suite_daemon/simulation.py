@@ -25,8 +25,9 @@ def scenarios() -> list[str]:
     return sorted(set(DEVICE_SCENARIOS) | set(MODALITY_SCENARIOS))
 
 
-async def simulate(config: SuiteConfig, scenario: str, *, modality: bool = True, duration_s: float | None = None,
-                   repeat: bool = True) -> int:
+async def simulate(
+    config: SuiteConfig, scenario: str, *, modality: bool = True, duration_s: float | None = None, repeat: bool = True
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -37,8 +38,12 @@ async def simulate(config: SuiteConfig, scenario: str, *, modality: bool = True,
     tasks = [asyncio.create_task(run_simulators(config, device_scenario, stop), name="devices")]
     if modality and config.dicom.enabled:
         tasks.append(asyncio.create_task(_modality(config, scenario, stop, repeat), name="modality"))
-    log.info("simulation_started", scenario=scenario, devices=[d.name for d in config.devices if d.enabled],
-             modality=modality)
+    log.info(
+        "simulation_started",
+        scenario=scenario,
+        devices=[d.name for d in config.devices if d.enabled],
+        modality=modality,
+    )
     await stop.wait()
     for task in tasks:
         task.cancel()

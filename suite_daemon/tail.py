@@ -33,16 +33,25 @@ def describe(event: dict[str, Any]) -> str:
 
 async def tail(config: SuiteConfig, procedure_id: str | None, as_json: bool) -> int:
     root = config.topic_root
-    filters = [topics.procedure_event(root, procedure_id)] if procedure_id else [
-        topics.procedure_event(root, "+"), topics.daemon_event(root)]
+    filters = (
+        [topics.procedure_event(root, procedure_id)]
+        if procedure_id
+        else [topics.procedure_event(root, "+"), topics.daemon_event(root)]
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     mqtt = config.mqtt
     try:
-        async with aiomqtt.Client(mqtt.host, mqtt.port, username=mqtt.username, password=read_password(config),
-                                  tls_context=tls_context(config), timeout=10) as client:
+        async with aiomqtt.Client(
+            mqtt.host,
+            mqtt.port,
+            username=mqtt.username,
+            password=read_password(config),
+            tls_context=tls_context(config),
+            timeout=10,
+        ) as client:
             for topic_filter in filters:
                 await client.subscribe(topic_filter, qos=1)
             reader = asyncio.create_task(_print(client, as_json))

@@ -27,16 +27,15 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port}")
 
 
-
 MAX_INFLIGHT_MESSAGES = 100
 """QoS 1 messages the test broker has out to one client at a time (redelivered after it restarts)."""
+
 
 class Mosquitto:
     """Sessions and queued messages of persistent subscribers are saved every second, so a
     subscriber with `clean_session=False` misses nothing across a broker restart."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "",
-                 anonymous: bool = True) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "", anonymous: bool = True) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.workdir = workdir
@@ -52,8 +51,7 @@ class Mosquitto:
             "autosave_interval 1\n"
             "max_queued_messages 1000000\n"
             f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}\n"
-            f"log_dest file {self.log}\n"
-            + extra_conf
+            f"log_dest file {self.log}\n" + extra_conf
         )
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -67,8 +65,9 @@ class Mosquitto:
         binary = self.binary()
         assert binary, "mosquitto is not installed (make test installs it)"
         assert self.process is None, "already running"
-        self.process = subprocess.Popen([binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_port(self.host, self.port)
 
     def stop(self, sig: int = signal.SIGKILL) -> None:

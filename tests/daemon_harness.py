@@ -19,9 +19,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class DaemonProcess:
-    def __init__(self, workdir: Path, broker: Mosquitto, suite_id: str, extra_toml: str = "",
-                 dicom_port: int | None = None, allowed_callers: str = '[{ae_title = "*", host = "*"}]',
-                 dicom_enabled: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        broker: Mosquitto,
+        suite_id: str,
+        extra_toml: str = "",
+        dicom_port: int | None = None,
+        allowed_callers: str = '[{ae_title = "*", host = "*"}]',
+        dicom_enabled: bool = True,
+    ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.broker = broker
@@ -35,9 +42,8 @@ class DaemonProcess:
             f'[suite]\nid = "{suite_id}"\nstate_dir = "{self.state_dir}"\nlog_level = "debug"\nlog_format = "json"\n\n'
             f'[dicom]\nenabled = {"true" if dicom_enabled else "false"}\nae_title = "SUITE_SCP"\n'
             f'bind = "127.0.0.1"\nport = {self.dicom_port}\nmin_free_mb = 1\ningest_log_mb = 32\n'
-            f'allowed_callers = {allowed_callers}\n\n'
-            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nreconnect_max_s = 1.0\n\n'
-            + extra_toml
+            f"allowed_callers = {allowed_callers}\n\n"
+            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nreconnect_max_s = 1.0\n\n' + extra_toml
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.notify_path = workdir / "notify.sock"
@@ -58,8 +64,9 @@ class DaemonProcess:
         full_env.pop("WATCHDOG_USEC", None)
         full_env.update(env or {})
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.command("run"), stdout=log, stderr=subprocess.STDOUT, env=full_env,
-                                        cwd=REPO)
+        self.process = subprocess.Popen(
+            self.command("run"), stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO
+        )
         log.close()
         if wait_ready:
             self.wait_notification("READY=1")

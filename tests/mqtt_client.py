@@ -25,8 +25,9 @@ class Received:
 
 
 class Collector:
-    def __init__(self, host: str, port: int, topic: str, qos: int = 1, clean: bool = False,
-                 client_id: str | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, topic: str, qos: int = 1, clean: bool = False, client_id: str | None = None
+    ) -> None:
         self.messages: list[Received] = []
         self._cond = threading.Condition()
         self.topic = topic
@@ -79,8 +80,22 @@ class SubscriberProcess(Collector):
         self._cond = threading.Condition()
         self.topic = topic
         self.process = subprocess.Popen(
-            ["mosquitto_sub", "-h", host, "-p", str(port), "-q", "1", "-c", "-i", client_id, "-t", topic,
-             "-F", "%r\t%t\t%p"],
+            [
+                "mosquitto_sub",
+                "-h",
+                host,
+                "-p",
+                str(port),
+                "-q",
+                "1",
+                "-c",
+                "-i",
+                client_id,
+                "-t",
+                topic,
+                "-F",
+                "%r\t%t\t%p",
+            ],
             stdout=subprocess.PIPE,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -1,4 +1,5 @@
-"""`make lint` as part of `make test`: the code stays ruff clean and its type hints stay consistent (mypy)."""
+"""`make lint` as part of `make test`: the code stays ruff clean and formatted, and its type hints stay consistent
+(mypy)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_ruff_finds_nothing() -> None:
     result = _run("ruff", "check", "--output-format", "concise", ".")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_code_is_formatted() -> None:
+    result = _run("ruff", "format", "--check", ".")
+    assert result.returncode == 0, "run `ruff format .`:\n" + result.stdout + result.stderr
 
 
 def test_mypy_finds_nothing() -> None:

@@ -36,8 +36,14 @@ port = "socket://127.0.0.1:17001"
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "suite_daemon", *args], capture_output=True, text=True, timeout=60,
-                          cwd=REPO, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "suite_daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -31,8 +31,11 @@ def outbox_rows(daemon: object, topic_like: str = "%") -> int:
 
 
 def daemon_seqs(collector: Collector, root: str, kind: str | None = None) -> list[int]:
-    return [m.json()["seq"] for m in collector.messages
-            if m.topic == f"{root}/event" and (kind is None or m.json()["type"] == kind)]
+    return [
+        m.json()["seq"]
+        for m in collector.messages
+        if m.topic == f"{root}/event" and (kind is None or m.json()["type"] == kind)
+    ]
 
 
 ONLY_CT01 = '[{ae_title = "CT01", host = "*"}]'

@@ -25,12 +25,40 @@ def make_ca_and_server(tmp: Path) -> tuple[Path, Path, Path]:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp, timeout=60)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-        "-subj", "/CN=test-ca")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-        "server.crt", "-days", "2", "-extfile", "san.ext")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
     return tmp / "ca.crt", tmp / "server.crt", tmp / "server.key"
 
 
@@ -44,16 +72,26 @@ async def test_password_file_and_tls(tmp_path: Path, suite_id: str) -> None:
     ca, cert, key = make_ca_and_server(tmp_path)
     passwords = password_file(tmp_path, "daemon", "s3cret")
     tls_port = free_port()
-    broker = Mosquitto(tmp_path, anonymous=False,
-                       extra_conf=f"password_file {passwords}\nlistener {tls_port} 127.0.0.1\n"
-                                  f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n")
+    broker = Mosquitto(
+        tmp_path,
+        anonymous=False,
+        extra_conf=f"password_file {passwords}\nlistener {tls_port} 127.0.0.1\n"
+        f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n",
+    )
     broker.start()
     secret = tmp_path / "mqtt.password"
     secret.write_text("s3cret\n")
     config = SuiteConfig(
         suite={"id": suite_id, "state_dir": tmp_path / "state"},
-        mqtt={"host": "127.0.0.1", "port": tls_port, "username": "daemon", "password_file": secret,
-              "tls": {"ca_file": ca}, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
+        mqtt={
+            "host": "127.0.0.1",
+            "port": tls_port,
+            "username": "daemon",
+            "password_file": secret,
+            "tls": {"ca_file": ca},
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1.0,
+        },
     )
     received: list[bytes] = []
     subscriber = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{suite_id}-sub")
@@ -67,8 +105,9 @@ async def test_password_file_and_tls(tmp_path: Path, suite_id: str) -> None:
     await outbox.open()
     publisher = Publisher(config, outbox, utc_now())
     inputs: asyncio.Queue = asyncio.Queue()
-    pipeline = Pipeline(inputs, UnassignedCorrelator(), outbox, router(config.topic_root), NullJournals(),
-                        publisher.wake, 0.8)
+    pipeline = Pipeline(
+        inputs, UnassignedCorrelator(), outbox, router(config.topic_root), NullJournals(), publisher.wake, 0.8
+    )
     tasks = [asyncio.create_task(publisher.run()), asyncio.create_task(pipeline.run())]
     try:
         await asyncio.wait_for(publisher.connected.wait(), 20)
@@ -95,9 +134,17 @@ async def test_wrong_password_keeps_retrying_without_crashing(tmp_path: Path, su
     broker.start()
     secret = tmp_path / "mqtt.password"
     secret.write_text("wrong\n")
-    config = SuiteConfig(suite={"id": suite_id, "state_dir": tmp_path / "state"},
-                         mqtt={"host": broker.host, "port": broker.port, "username": "daemon", "password_file": secret,
-                               "reconnect_min_s": 0.1, "reconnect_max_s": 0.2})
+    config = SuiteConfig(
+        suite={"id": suite_id, "state_dir": tmp_path / "state"},
+        mqtt={
+            "host": broker.host,
+            "port": broker.port,
+            "username": "daemon",
+            "password_file": secret,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.2,
+        },
+    )
     outbox = Outbox(tmp_path / "outbox.sqlite3", 1000)
     await outbox.open()
     publisher = Publisher(config, outbox, utc_now())

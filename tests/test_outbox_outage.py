@@ -99,8 +99,10 @@ async def ten_thousand_events_across(outage: str, broker: Mosquitto, suite_id: s
         except TimeoutError:
             got = seqs_by_procedure(collector, root)
             missing = {p: sorted(set(range(1, expected[p] + 1)) - set(v))[:20] for p, v in got.items()}
-            raise AssertionError(f"outbox={outbox.count} received={ {p: len(set(v)) for p, v in got.items()} } "
-                                 f"expected={expected} missing={missing}") from None
+            raise AssertionError(
+                f"outbox={outbox.count} received={ {p: len(set(v)) for p, v in got.items()} } "
+                f"expected={expected} missing={missing}"
+            ) from None
         got = seqs_by_procedure(collector, root)
         duplicates = sum(assert_complete_in_order(got[p], n) for p, n in expected.items())
         print(f"duplicates after the outage: {duplicates}, connections {publisher.connections}")
@@ -141,8 +143,15 @@ async def test_outbox_is_bounded_and_alerts(broker: Mosquitto, suite_id: str, tm
     outbox = Outbox(tmp_path / "outbox.sqlite3", config.mqtt.outbox_max_events)
     await outbox.open()
     inputs: asyncio.Queue = asyncio.Queue()
-    pipeline = Pipeline(inputs, UnassignedCorrelator(), outbox, router(config.topic_root), NullJournals(),
-                        lambda: None, config.mqtt.outbox_warn_ratio)
+    pipeline = Pipeline(
+        inputs,
+        UnassignedCorrelator(),
+        outbox,
+        router(config.topic_root),
+        NullJournals(),
+        lambda: None,
+        config.mqtt.outbox_warn_ratio,
+    )
     task = asyncio.create_task(pipeline.run())
     try:
         for i in range(150):

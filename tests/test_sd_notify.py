@@ -59,8 +59,12 @@ def test_daemon_speaks_the_protocol_in_order(daemon_factory: type, broker: Mosqu
     status = Collector(broker.host, broker.port, f"{daemon.root}/status")
     daemon.start(env={"WATCHDOG_USEC": "1000000"})
     # READY=1 comes once the receiver listens and the outbox is open.
-    assert subprocess.run(["echoscu", "-aet", "CT01", "-aec", "SUITE_SCP", "127.0.0.1", str(daemon.dicom_port)],
-                          timeout=30).returncode == 0
+    assert (
+        subprocess.run(
+            ["echoscu", "-aet", "CT01", "-aec", "SUITE_SCP", "127.0.0.1", str(daemon.dicom_port)], timeout=30
+        ).returncode
+        == 0
+    )
     daemon.wait_notification("WATCHDOG=1", timeout=10)
     status.wait_for(lambda ms: any(m.json()["state"] == "online" for m in ms))
     assert daemon.stop(signal.SIGTERM) == 0

@@ -15,8 +15,9 @@ from tests.test_daemon_lifecycle import ONLY_CT01, rejected_associations
 def test_tail_prints_live_events_and_stops_on_sigint(daemon_factory: type, broker: Mosquitto) -> None:
     daemon = daemon_factory(allowed_callers=ONLY_CT01)
     daemon.start()
-    tail = subprocess.Popen(daemon.command("tail", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=REPO)
+    tail = subprocess.Popen(
+        daemon.command("tail", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
     try:
         time.sleep(1.5)  # subscribed
         rejected_associations(daemon.dicom_port, 1)
@@ -41,6 +42,13 @@ def test_tail_without_a_broker_exits_69(daemon_factory: type) -> None:
 def test_sample_lines_name_their_device() -> None:
     from suite_daemon.tail import describe
 
-    line = describe({"time": "2026-11-22T01:11:23.584Z", "procedure_id": "p", "seq": 7, "type": "injection.sample",
-                     "data": {"device": "infusion1", "driver": "alaris-asena", "values": {"volume_ml": 0.3}}})
+    line = describe(
+        {
+            "time": "2026-11-22T01:11:23.584Z",
+            "procedure_id": "p",
+            "seq": 7,
+            "type": "injection.sample",
+            "data": {"device": "infusion1", "driver": "alaris-asena", "values": {"volume_ml": 0.3}},
+        }
+    )
     assert "device=infusion1 volume_ml=0.3" in line

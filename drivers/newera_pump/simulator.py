@@ -32,8 +32,9 @@ DEFAULT_PROGRAM = (
 
 
 class NewEraSimulator(Simulator):
-    def __init__(self, address: int = 0, diameter_mm: float = 26.59, program: tuple[Phase, ...] = DEFAULT_PROGRAM,
-                 seed: int = 1) -> None:
+    def __init__(
+        self, address: int = 0, diameter_mm: float = 26.59, program: tuple[Phase, ...] = DEFAULT_PROGRAM, seed: int = 1
+    ) -> None:
         super().__init__(seed)
         self.address = address
         self.request_framer = LineFramer(b"\r", max_len=64)

@@ -88,4 +88,3 @@ class DiamentorSession(PolledSession):
         if previous is not None:
             self.emit(Notice("counter_reset", {"segment": self.segments.segment, "previous": previous}, time))
         self.emit(Sample("dose", values, time, segment=self.segments.segment))
-

@@ -112,7 +112,7 @@ def _check_environment() -> list[tuple[str, str]]:
     problems = []
     for name in os.environ:
         if name.upper().startswith(ENV_PREFIX):
-            section = name[len(ENV_PREFIX):].split("__", 1)[0].lower()
+            section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
             if section not in sections:
                 problems.append((name, f"unknown section {section!r} (known: {', '.join(sorted(sections))})"))
     return problems

@@ -122,8 +122,13 @@ class ProcedureCorrelator:
     def _reader_for(self, item: Input) -> Callable[[Path], object] | None:
         if not isinstance(item, ImageStored) or item.duplicate:
             return None
-        return (self.read_rdsr if item.summary.get("is_dose_sr") else
-                self.read_agent_sr if item.summary.get("is_agent_sr") else None)
+        return (
+            self.read_rdsr
+            if item.summary.get("is_dose_sr")
+            else self.read_agent_sr
+            if item.summary.get("is_agent_sr")
+            else None
+        )
 
     def prepare(self, item: Input) -> None:
         """Parse a received dose or agent SR ahead of `handle`, from a worker thread (thread-safe), so the
@@ -166,13 +171,21 @@ class ProcedureCorrelator:
             except (ValueError, KeyError, TypeError) as exc:
                 # Never stop the daemon over a bad saved record: say so and carry on without it.
                 log.error("correlator_state_unreadable", procedure_id=pid, error=str(exc))
-                out.events.append(conversions.alert_event(Alerted(
-                    "critical", "correlator_state_unreadable",
-                    f"saved state of procedure {pid} could not be read; it continues as closed", {"error": str(exc)},
-                    None, now)))
+                out.events.append(
+                    conversions.alert_event(
+                        Alerted(
+                            "critical",
+                            "correlator_state_unreadable",
+                            f"saved state of procedure {pid} could not be read; it continues as closed",
+                            {"error": str(exc)},
+                            None,
+                            now,
+                        )
+                    )
+                )
         for key in state:
             if key.startswith(SOP_PREFIX):
-                pid, _, sop = key[len(SOP_PREFIX):].partition("/")
+                pid, _, sop = key[len(SOP_PREFIX) :].partition("/")
                 if pid in self.procedures:
                     self.procedures[pid].sop_uids.add(sop)
         self.evicted = dict(meta.get("evicted", {}))
@@ -184,8 +197,9 @@ class ProcedureCorrelator:
         for proc in self.procedures.values():
             self._forced.add(proc.procedure_id)
         self._current_changed = True
-        log.info("correlator_restored", procedures=len(self.procedures),
-                 open=self.open.procedure_id if self.open else None)
+        log.info(
+            "correlator_restored", procedures=len(self.procedures), open=self.open.procedure_id if self.open else None
+        )
         self._finish(now, out)
         return out
 
@@ -195,15 +209,30 @@ class ProcedureCorrelator:
         if self.open is not None and now - self.open.last_activity >= self.idle_timeout:
             proc = self.open
             # Closed when the timeout ran out, not when it was noticed (a daemon down for hours).
-            self._close(proc, min(now, proc.last_activity + self.idle_timeout), "idle_timeout", out, {
-                "last_activity_at": rfc3339(proc.last_activity), "idle_timeout_s": self.idle_timeout.total_seconds()})
+            self._close(
+                proc,
+                min(now, proc.last_activity + self.idle_timeout),
+                "idle_timeout",
+                out,
+                {"last_activity_at": rfc3339(proc.last_activity), "idle_timeout_s": self.idle_timeout.total_seconds()},
+            )
         for pid in sorted(self.reclose):
             reclosed = self.procedures.get(pid)
             if reclosed is not None and not reclosed.is_open:
-                out.events.append(Event("procedure.closed", "correlator",
-                                        {"reason": "late_arrivals", "reclosed": True,
-                                         "closed_at": rfc3339(reclosed.closed_at) if reclosed.closed_at else None,
-                                         "late_arrivals": reclosed.late_arrivals}, pid, now))
+                out.events.append(
+                    Event(
+                        "procedure.closed",
+                        "correlator",
+                        {
+                            "reason": "late_arrivals",
+                            "reclosed": True,
+                            "closed_at": rfc3339(reclosed.closed_at) if reclosed.closed_at else None,
+                            "late_arrivals": reclosed.late_arrivals,
+                        },
+                        pid,
+                        now,
+                    )
+                )
                 self._forced.add(pid)
         if self.reclose:
             self.reclose.clear()
@@ -251,8 +280,15 @@ class ProcedureCorrelator:
                 return proc
         return None
 
-    def _open(self, time: datetime, opened_by: str, study: str | None, accession: str | None, out: Outcome,
-              extra: Mapping[str, Any] | None = None) -> Procedure:
+    def _open(
+        self,
+        time: datetime,
+        opened_by: str,
+        study: str | None,
+        accession: str | None,
+        out: Outcome,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Procedure:
         key = study or accession or f"{opened_by}:{rfc3339(time)}:{len(self.procedures)}"
         pid = new_procedure_id(self.suite_id, time, key, self.procedures)
         if self.open is not None:
@@ -263,9 +299,21 @@ class ProcedureCorrelator:
         self.procedures[pid] = proc
         self.open = proc
         preroll = self.preroll.take(time)
-        out.events.append(Event("procedure.opened", "correlator", {
-            "opened_by": opened_by, "study_instance_uid": study, "accession_number": accession,
-            "preroll_samples": len(preroll), **(extra or {})}, pid, time))
+        out.events.append(
+            Event(
+                "procedure.opened",
+                "correlator",
+                {
+                    "opened_by": opened_by,
+                    "study_instance_uid": study,
+                    "accession_number": accession,
+                    "preroll_samples": len(preroll),
+                    **(extra or {}),
+                },
+                pid,
+                time,
+            )
+        )
         for sample in preroll:
             self._attach_sample(proc, sample, out, preroll=True)
         for notice in self._pump_states.values():
@@ -282,15 +330,27 @@ class ProcedureCorrelator:
         log.info("procedure_opened", procedure_id=pid, opened_by=opened_by, preroll_samples=len(preroll))
         return proc
 
-    def _close(self, proc: Procedure, time: datetime, reason: str, out: Outcome,
-               extra: Mapping[str, Any] | None = None) -> None:
+    def _close(
+        self, proc: Procedure, time: datetime, reason: str, out: Outcome, extra: Mapping[str, Any] | None = None
+    ) -> None:
         proc.state = "closed"
         proc.closed_at = max(time, proc.opened_at)
         proc.injection.close_phases(proc.closed_at)  # a closed procedure has no running pump phase
         proc.close_reason = reason
-        out.events.append(Event("procedure.closed", "correlator", {
-            "reason": reason, **(extra or {}), "images": proc.images,
-            "irradiation_events": proc.dose.totals()["irradiation_events"]}, proc.procedure_id, proc.closed_at))
+        out.events.append(
+            Event(
+                "procedure.closed",
+                "correlator",
+                {
+                    "reason": reason,
+                    **(extra or {}),
+                    "images": proc.images,
+                    "irradiation_events": proc.dose.totals()["irradiation_events"],
+                },
+                proc.procedure_id,
+                proc.closed_at,
+            )
+        )
         if self.open is proc:
             self.open = None
         self.reclose.discard(proc.procedure_id)
@@ -336,18 +396,29 @@ class ProcedureCorrelator:
         proc = self._find(study, accession)
         if proc is None and study and study in self.evicted:
             pid = self.evicted[study]
-            out.events.append(conversions.image_event(item, pid, {
-                "late": True, "note": "procedure no longer held in memory: its summary is not updated"}))
-            out.events.append(Event("procedure.closed", "correlator",
-                                    {"reason": "late_arrivals", "reclosed": True}, pid, item.received_at))
+            out.events.append(
+                conversions.image_event(
+                    item, pid, {"late": True, "note": "procedure no longer held in memory: its summary is not updated"}
+                )
+            )
+            out.events.append(
+                Event(
+                    "procedure.closed",
+                    "correlator",
+                    {"reason": "late_arrivals", "reclosed": True},
+                    pid,
+                    item.received_at,
+                )
+            )
             return
         if proc is None:
             if self.open is not None and not self.open.studies and not self.open.accessions:
                 proc = self.open  # an operator opened it without naming the study: this is the study
                 proc.add_identity(study, accession)
             elif study or accession:
-                proc = self._open(item.received_at, "image", study, accession, out,
-                                  {"sop_instance_uid": s.get("sop_instance_uid")})
+                proc = self._open(
+                    item.received_at, "image", study, accession, out, {"sop_instance_uid": s.get("sop_instance_uid")}
+                )
             elif self.open is not None:
                 proc = self.open
             else:
@@ -359,8 +430,11 @@ class ProcedureCorrelator:
         sop = s.get("sop_instance_uid")
         duplicate = item.duplicate or (bool(sop) and sop in proc.sop_uids)
         offset = None if duplicate else clock.observe(proc.clock_offsets, s, item.received_at)
-        out.events.append(conversions.image_event(item, proc.procedure_id, {
-            "duplicate": duplicate, "late": late, "clock_offset_s": offset}))
+        out.events.append(
+            conversions.image_event(
+                item, proc.procedure_id, {"duplicate": duplicate, "late": late, "clock_offset_s": offset}
+            )
+        )
         if late:
             self._late(proc)
         self._activity(proc, item.received_at)
@@ -395,12 +469,19 @@ class ProcedureCorrelator:
             return
         new_events = proc.dose.add_report(report)
         totals = proc.dose.totals()
-        out.events.append(Event("dose.report", "dicom", {
-            **report.to_data(), "new_irradiation_events": new_events, "late": late,
-            "procedure_totals": totals}, proc.procedure_id, item.received_at))
+        out.events.append(
+            Event(
+                "dose.report",
+                "dicom",
+                {**report.to_data(), "new_irradiation_events": new_events, "late": late, "procedure_totals": totals},
+                proc.procedure_id,
+                item.received_at,
+            )
+        )
         for repair in report.repairs:
-            out.journal.append((proc.procedure_id, "dose.repair", {
-                "sop_instance_uid": report.sop_instance_uid, "repair": repair}))
+            out.journal.append(
+                (proc.procedure_id, "dose.repair", {"sop_instance_uid": report.sop_instance_uid, "repair": repair})
+            )
         self._cross_check(proc, item.received_at, out)
 
     def _agent_sr(self, proc: Procedure, item: ImageStored, late: bool, out: Outcome) -> None:
@@ -415,19 +496,38 @@ class ProcedureCorrelator:
             if key in proc.agent_phases:
                 continue
             proc.agent_phases.add(key)
-            out.events.append(Event("injection.phase", "dicom", {
-                "source": "agent_sr", "sop_instance_uid": report.sop_instance_uid, "late": late,
-                **phase.to_data()}, proc.procedure_id, item.received_at))
+            out.events.append(
+                Event(
+                    "injection.phase",
+                    "dicom",
+                    {
+                        "source": "agent_sr",
+                        "sop_instance_uid": report.sop_instance_uid,
+                        "late": late,
+                        **phase.to_data(),
+                    },
+                    proc.procedure_id,
+                    item.received_at,
+                )
+            )
         for repair in report.repairs:
-            out.journal.append((proc.procedure_id, "injection.repair", {
-                "sop_instance_uid": report.sop_instance_uid, "repair": repair}))
+            out.journal.append(
+                (proc.procedure_id, "injection.repair", {"sop_instance_uid": report.sop_instance_uid, "repair": repair})
+            )
         self._raise_flags(proc, flags, item.received_at, out)
 
     def _parse_failed(self, proc: Procedure, item: ImageStored, kind: str, exc: Exception, out: Outcome) -> None:
         sop = item.summary.get("sop_instance_uid")
         log.warning("correlator_parse_failed", procedure_id=proc.procedure_id, sop_instance_uid=sop, error=str(exc))
-        self._alert(proc, "warning", kind, f"object {sop} could not be read: {exc}",
-                    {"sop_instance_uid": sop, "path": str(item.path), "error": str(exc)}, item.received_at, out)
+        self._alert(
+            proc,
+            "warning",
+            kind,
+            f"object {sop} could not be read: {exc}",
+            {"sop_instance_uid": sop, "path": str(item.path), "error": str(exc)},
+            item.received_at,
+            out,
+        )
 
     # ==============================================================================================
     # MPPS
@@ -442,18 +542,27 @@ class ProcedureCorrelator:
                 proc = self.open
                 proc.add_identity(study, accession)
             else:
-                proc = self._open(item.received_at, "mpps", study, accession, out,
-                                  {"mpps_sop_instance_uid": item.sop_instance_uid})
+                proc = self._open(
+                    item.received_at, "mpps", study, accession, out, {"mpps_sop_instance_uid": item.sop_instance_uid}
+                )
         data: dict[str, Any] = {**conversions.mpps_data(item)}
         if proc is None:
             # An N-SET for a step this daemon never saw open (its state was lost): kept, on the daemon stream.
             report = self._mpps_report(item, None, out)
             data["dose"] = report.to_data() if report else None
             out.events.append(Event("dose.report", "dicom", data, None, item.received_at))
-            out.events.append(conversions.alert_event(Alerted(
-                "warning", "mpps_unmatched", f"MPPS {item.sop_instance_uid} matches no procedure",
-                {"mpps_sop_instance_uid": item.sop_instance_uid, "study_instance_uid": study}, None,
-                item.received_at)))
+            out.events.append(
+                conversions.alert_event(
+                    Alerted(
+                        "warning",
+                        "mpps_unmatched",
+                        f"MPPS {item.sop_instance_uid} matches no procedure",
+                        {"mpps_sop_instance_uid": item.sop_instance_uid, "study_instance_uid": study},
+                        None,
+                        item.received_at,
+                    )
+                )
+            )
             return
         proc.add_identity(study, accession)
         late = not proc.is_open
@@ -463,16 +572,18 @@ class ProcedureCorrelator:
         report = self._mpps_report(item, proc, out)
         if report is not None:
             proc.dose.add_report(report)
-        data.update({"dose": report.to_data() if report else None, "late": late,
-                     "procedure_totals": proc.dose.totals()})
+        data.update(
+            {"dose": report.to_data() if report else None, "late": late, "procedure_totals": proc.dose.totals()}
+        )
         out.events.append(Event("dose.report", "dicom", data, proc.procedure_id, item.received_at))
         self._activity(proc, item.received_at)
         self._changed_proc(proc)
         self._check_thresholds(proc, item.received_at, out)
         self._cross_check(proc, item.received_at, out)
         if status in FINAL_MPPS and proc.is_open:
-            self._close(proc, item.received_at, f"mpps_{status.lower()}", out,
-                        {"mpps_sop_instance_uid": item.sop_instance_uid})
+            self._close(
+                proc, item.received_at, f"mpps_{status.lower()}", out, {"mpps_sop_instance_uid": item.sop_instance_uid}
+            )
         elif late:
             self._late(proc)
 
@@ -481,14 +592,25 @@ class ProcedureCorrelator:
             report = parse_mpps(item.attributes, item.sop_instance_uid, item.study_instance_uid)
         except ValueError as exc:
             if proc is not None:
-                self._alert(proc, "warning", "mpps_dose_unreadable", f"MPPS dose attributes unreadable: {exc}",
-                            {"mpps_sop_instance_uid": item.sop_instance_uid, "error": str(exc)}, item.received_at,
-                            out)
+                self._alert(
+                    proc,
+                    "warning",
+                    "mpps_dose_unreadable",
+                    f"MPPS dose attributes unreadable: {exc}",
+                    {"mpps_sop_instance_uid": item.sop_instance_uid, "error": str(exc)},
+                    item.received_at,
+                    out,
+                )
             return None
         if report is not None and proc is not None:
             for repair in report.repairs:
-                out.journal.append((proc.procedure_id, "dose.repair", {
-                    "mpps_sop_instance_uid": item.sop_instance_uid, "repair": repair}))
+                out.journal.append(
+                    (
+                        proc.procedure_id,
+                        "dose.repair",
+                        {"mpps_sop_instance_uid": item.sop_instance_uid, "repair": repair},
+                    )
+                )
         return report
 
     # ==============================================================================================
@@ -572,8 +694,14 @@ class ProcedureCorrelator:
         outcome = "ok"
         if item.action == "open":
             if proc is None:
-                proc = self._open(item.time, "operator", study, accession, out, {
-                    "request_id": item.request_id, "operator": item.operator, "reason": item.reason})
+                proc = self._open(
+                    item.time,
+                    "operator",
+                    study,
+                    accession,
+                    out,
+                    {"request_id": item.request_id, "operator": item.operator, "reason": item.reason},
+                )
                 outcome = "opened"
             elif (study or accession) and not proc.owns(study, accession):
                 proc.add_identity(study, accession)
@@ -590,23 +718,43 @@ class ProcedureCorrelator:
             elif (study or accession) and not proc.owns(study, accession):
                 error = f"the open procedure {proc.procedure_id} is not that study"
             else:
-                self._close(proc, item.time, "operator", out, {
-                    "request_id": item.request_id, "operator": item.operator, "reason_text": item.reason})
+                self._close(
+                    proc,
+                    item.time,
+                    "operator",
+                    out,
+                    {"request_id": item.request_id, "operator": item.operator, "reason_text": item.reason},
+                )
                 outcome = "closed"
         else:
             error = f"unknown command {item.action!r}"
         pid = proc.procedure_id if proc is not None else None
-        record = {"request_id": item.request_id, "action": item.action, "study_instance_uid": study,
-                  "accession_number": accession, "operator": item.operator, "reason": item.reason,
-                  "received_at": rfc3339(item.time), "status": "error" if error else "ok",
-                  "outcome": outcome if not error else None, "error": error, "procedure_id": pid}
+        record = {
+            "request_id": item.request_id,
+            "action": item.action,
+            "study_instance_uid": study,
+            "accession_number": accession,
+            "operator": item.operator,
+            "reason": item.reason,
+            "received_at": rfc3339(item.time),
+            "status": "error" if error else "ok",
+            "outcome": outcome if not error else None,
+            "error": error,
+            "procedure_id": pid,
+        }
         out.journal.append((pid or "daemon", "operator.command", record))
         fields: dict[str, Any] = {"procedure_id": pid} if pid else {}
         if error:
             fields["error"] = error
         out.messages.append(response(self.root, item.request_id, "error" if error else "ok", **fields))
-        log.info("operator_command", action=item.action, request_id=item.request_id, status=record["status"],
-                 procedure_id=pid, error=error)
+        log.info(
+            "operator_command",
+            action=item.action,
+            request_id=item.request_id,
+            status=record["status"],
+            procedure_id=pid,
+            error=error,
+        )
 
     def _on_alerted(self, item: Alerted, out: Outcome) -> None:
         out.events.append(conversions.alert_event(item))
@@ -618,10 +766,17 @@ class ProcedureCorrelator:
     # ==============================================================================================
     # alerts
     # ==============================================================================================
-    def _alert(self, proc: Procedure, level: str, kind: str, message: str, data: Mapping[str, Any], time: datetime,
-               out: Outcome) -> None:
-        out.events.append(conversions.alert_event(Alerted(
-            level, kind, message, dict(data), proc.procedure_id, time)))  # type: ignore[arg-type]
+    def _alert(
+        self,
+        proc: Procedure,
+        level: str,
+        kind: str,
+        message: str,
+        data: Mapping[str, Any],
+        time: datetime,
+        out: Outcome,
+    ) -> None:
+        out.events.append(conversions.alert_event(Alerted(level, kind, message, dict(data), proc.procedure_id, time)))  # type: ignore[arg-type]
         proc.add_alert(level, kind, message, time)
         self._changed_proc(proc)
 
@@ -639,11 +794,16 @@ class ProcedureCorrelator:
             if key in proc.fired:
                 continue
             proc.fired.add(key)
-            self._alert(proc, "warning", "dose_source_disagreement",
-                        f"dose meter {d.device} {d.quantity} {d.meter_value:.6g} differs from the "
-                        f"{d.reference_source} value {d.reference_value:.6g} by {d.percent:.1f} %",
-                        {**d.to_data(), "tolerance_percent": self.alerts_config.dose_source_tolerance_percent},
-                        time, out)
+            self._alert(
+                proc,
+                "warning",
+                "dose_source_disagreement",
+                f"dose meter {d.device} {d.quantity} {d.meter_value:.6g} differs from the "
+                f"{d.reference_source} value {d.reference_value:.6g} by {d.percent:.1f} %",
+                {**d.to_data(), "tolerance_percent": self.alerts_config.dose_source_tolerance_percent},
+                time,
+                out,
+            )
 
     def _raise_flags(self, proc: Procedure, flags: Iterable[InjectionFlag], time: datetime, out: Outcome) -> None:
         for flag in flags:
@@ -661,12 +821,15 @@ class ProcedureCorrelator:
         # it is rewritten with other changes only until a commit carrying it succeeded (after a restart,
         # or after a failed commit), not with every event.
         if self._meta_changed or (self._changed and not self._meta_committed):
-            out.state[META_KEY] = json.dumps({
-                "open": self.open.procedure_id if self.open else None,
-                "order": list(self.procedures),
-                "evicted": self.evicted,
-                "reclose": sorted(self.reclose),
-            }, separators=(",", ":"))
+            out.state[META_KEY] = json.dumps(
+                {
+                    "open": self.open.procedure_id if self.open else None,
+                    "order": list(self.procedures),
+                    "evicted": self.evicted,
+                    "reclose": sorted(self.reclose),
+                },
+                separators=(",", ":"),
+            )
             self._meta_committed = False
             out.after_commit.append(self._meta_saved)
         for pid in list(dict.fromkeys([*self._forced, *self._touched])):
@@ -680,8 +843,13 @@ class ProcedureCorrelator:
                 continue
             self._publish(proc, now, forced, out)
         if self._current_changed and self.open is None:
-            out.messages.append(Message.json(topics.procedure_current(self.root),
-                                             {"schema": SCHEMA, "time": rfc3339(now), "state": "idle"}, retain=True))
+            out.messages.append(
+                Message.json(
+                    topics.procedure_current(self.root),
+                    {"schema": SCHEMA, "time": rfc3339(now), "state": "idle"},
+                    retain=True,
+                )
+            )
         self._changed.clear()
         self._touched.clear()
         self._forced.clear()

@@ -34,8 +34,9 @@ class _Exchange:
         self.answered = threading.Event()
         self.answer: dict[str, Any] | None = None
         self.connect_error: str | None = None
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"suite-cli-{request_id[:12]}",
-                                  clean_session=True)
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id=f"suite-cli-{request_id[:12]}", clean_session=True
+        )
         mqtt = config.mqtt
         if mqtt.username is not None:
             password = mqtt.password_file.read_text().strip() if mqtt.password_file else None
@@ -80,8 +81,12 @@ def cmd_procedure(
 ) -> int:
     request_id = uuid.uuid4().hex
     body: dict[str, Any] = {"request_id": request_id}
-    for key, value in (("study_instance_uid", study_instance_uid), ("accession_number", accession_number),
-                       ("operator", operator), ("reason", reason)):
+    for key, value in (
+        ("study_instance_uid", study_instance_uid),
+        ("accession_number", accession_number),
+        ("operator", operator),
+        ("reason", reason),
+    ):
         if value is not None:
             body[key] = value
     exchange = _Exchange(config, request_id)
@@ -99,8 +104,11 @@ def cmd_procedure(
         info = client.publish(topics.command(config.topic_root, action), json.dumps(body), qos=1)
         if not exchange.answered.wait(timeout):
             acked = info.is_published()
-            print(f"suite-daemon: no answer from the daemon within {timeout:g} s"
-                  f"{'' if acked else ' (the broker did not acknowledge the command)'}", file=sys.stderr)
+            print(
+                f"suite-daemon: no answer from the daemon within {timeout:g} s"
+                f"{'' if acked else ' (the broker did not acknowledge the command)'}",
+                file=sys.stderr,
+            )
             return EXIT_UNAVAILABLE
     finally:
         client.loop_stop()

@@ -51,7 +51,10 @@ QUANTITIES = (
     Quantity("fluoro_time_s", "fluoro_time", "fluoroscopy time", "s", _scaled("dose", "fluoro_time_s", 1.0)),
     Quantity("sar_wkg", "sar", "SAR", "W/kg", _scaled("dose", "sar_max_wkg", 1.0)),
     Quantity(
-        "injection_pressure_kpa", "injection_pressure", "injection peak pressure", "kPa",
+        "injection_pressure_kpa",
+        "injection_pressure",
+        "injection peak pressure",
+        "kPa",
         _scaled("injection", "peak_pressure_kpa", 1.0),
     ),
     Quantity(
@@ -85,8 +88,13 @@ def crossings(alerts: AlertsSection, summary: Mapping[str, Any], fired: set[str]
                     grade(index, len(levels)),
                     f"{q.kind}_threshold",
                     f"{q.label} {value:.6g} {q.unit} reached the {threshold:g} {q.unit} level",
-                    {"quantity": q.config_key, "value": value, "threshold": threshold, "unit": q.unit,
-                     "level_index": index},
+                    {
+                        "quantity": q.config_key,
+                        "value": value,
+                        "threshold": threshold,
+                        "unit": q.unit,
+                        "level_index": index,
+                    },
                 )
             )
     return found

@@ -103,10 +103,18 @@ class Daemon:
         await outbox.open()
         publisher = Publisher(config, outbox, self.started_at)
         inputs: asyncio.Queue = asyncio.Queue()
-        ctx = DaemonContext(config, loop, inputs, publish_live=publisher.publish_live,
-                            audit_daemon=event_journals.audit_daemon)
-        pipeline = Pipeline(inputs, self.make_correlator(config, ctx), outbox, router(config.topic_root),
-                            event_journals, publisher.wake, config.mqtt.outbox_warn_ratio)
+        ctx = DaemonContext(
+            config, loop, inputs, publish_live=publisher.publish_live, audit_daemon=event_journals.audit_daemon
+        )
+        pipeline = Pipeline(
+            inputs,
+            self.make_correlator(config, ctx),
+            outbox,
+            router(config.topic_root),
+            event_journals,
+            publisher.wake,
+            config.mqtt.outbox_warn_ratio,
+        )
         publisher.on_command = CommandIntake(ctx).receive
         supervisor = Supervisor(ctx)
 
@@ -118,12 +126,20 @@ class Daemon:
         supervisor.on_change = report_status
         publisher.on_state = lambda _state: report_status()
         component_states = [supervisor.add(c) for c in self.make_components(config)]
-        log.info("daemon_starting", version=__version__, suite=config.suite.id, state_dir=str(state_dir),
-                 components=[s.component.name for s in component_states], backlog=outbox.count)
+        log.info(
+            "daemon_starting",
+            version=__version__,
+            suite=config.suite.id,
+            state_dir=str(state_dir),
+            components=[s.component.name for s in component_states],
+            backlog=outbox.count,
+        )
         await pipeline.emit([Event("daemon.started", "daemon", {"version": __version__, "pid": os.getpid()})])
 
-        core: list[asyncio.Task[Any]] = [asyncio.create_task(publisher.run(), name="publisher"),
-                asyncio.create_task(pipeline.run(), name="pipeline")]
+        core: list[asyncio.Task[Any]] = [
+            asyncio.create_task(publisher.run(), name="publisher"),
+            asyncio.create_task(pipeline.run(), name="pipeline"),
+        ]
         workers = [asyncio.create_task(supervisor.keep_running(s), name=s.component.name) for s in component_states]
         watchdog = asyncio.create_task(self._watchdog(pipeline, core), name="watchdog")
         started = asyncio.create_task(supervisor.wait_started())

@@ -87,8 +87,13 @@ class Supervisor:
                 delay = BACKOFF_MIN_S
             retry = delay * random.uniform(0.8, 1.2)
             self._set(state, "restarting")
-            log.error("component_restarting", component=component.name, error=error, retry_s=round(retry, 1),
-                      failures=state.failures)
+            log.error(
+                "component_restarting",
+                component=component.name,
+                error=error,
+                retry_s=round(retry, 1),
+                failures=state.failures,
+            )
             self.ctx.submit(
                 Alerted(
                     "critical" if component.critical else "warning",

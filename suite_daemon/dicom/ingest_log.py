@@ -313,9 +313,7 @@ class IngestLog:
             room = sum(1 for s in self._segments if not s.sealed and s.room >= _SEAL_BELOW)
             short = room <= _SHORT
             ready = [
-                s
-                for s in self._segments
-                if not s.busy and s.records and s.all_filed and (idle or (short and s.sealed))
+                s for s in self._segments if not s.busy and s.records and s.all_filed and (idle or (short and s.sealed))
             ]
             for segment in ready:
                 segment.busy = True  # no writer may take it while it is reset

@@ -179,10 +179,7 @@ class DoseReport:
             "device_observer_uid": self.device.uid,
             "device_observer_name": self.device.name,
             **self.totals(),
-            "planes": [
-                {k: getattr(p, k) for k in PlaneTotals.__slots__}
-                for p in self.planes
-            ],
+            "planes": [{k: getattr(p, k) for k in PlaneTotals.__slots__} for p in self.planes],
             "repairs": list(self.repairs),
         }
 

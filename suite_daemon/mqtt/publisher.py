@@ -41,8 +41,13 @@ PAHO_LOG.setLevel(logging.ERROR)  # paho warns on every queued publish; our own 
 
 
 def status_payload(state: str, started_at: datetime) -> bytes:
-    body = {"schema": SCHEMA, "time": rfc3339(utc_now()), "state": state, "version": __version__,
-            "started_at": rfc3339(started_at)}
+    body = {
+        "schema": SCHEMA,
+        "time": rfc3339(utc_now()),
+        "state": state,
+        "version": __version__,
+        "started_at": rfc3339(started_at),
+    }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -245,8 +250,12 @@ class Publisher:
         async for message in client.messages:
             action = str(message.topic).rsplit("/", 1)[-1]
             if self.on_command is not None:
-                self.on_command(action, bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else
-                                str(message.payload).encode())
+                self.on_command(
+                    action,
+                    bytes(message.payload)
+                    if isinstance(message.payload, bytes | bytearray)
+                    else str(message.payload).encode(),
+                )
 
     # -- shutdown ------------------------------------------------------------------------
 

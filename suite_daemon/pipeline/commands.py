@@ -73,8 +73,12 @@ class CommandIntake:
             command = parse_command(action, payload)
         except CommandError as exc:
             log.warning("command_rejected", action=action, error=str(exc))
-            alert = Alerted("warning", "command_rejected", f"operator command {action!r} rejected: {exc}",
-                            {"action": action, "request_id": exc.request_id, "error": str(exc)})
+            alert = Alerted(
+                "warning",
+                "command_rejected",
+                f"operator command {action!r} rejected: {exc}",
+                {"action": action, "request_id": exc.request_id, "error": str(exc)},
+            )
             reply = response(self.ctx.config.topic_root, exc.request_id, "error", error=str(exc))
             self.ctx.inputs.put_nowait((Outcome(events=[alert_event(alert)], messages=[reply]), None))  # type: ignore[arg-type]
             return

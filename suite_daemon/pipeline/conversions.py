@@ -37,8 +37,13 @@ def sample_event(item: DeviceSampled, procedure_id: str | None) -> Event:
 
 
 def device_status_event(item: DeviceStatusChanged, procedure_id: str | None = None) -> Event:
-    data = {"device": item.device, "driver": item.driver, "state": item.state, "detail": item.detail,
-            "counters": dict(item.counters)}
+    data = {
+        "device": item.device,
+        "driver": item.driver,
+        "state": item.state,
+        "detail": item.detail,
+        "counters": dict(item.counters),
+    }
     return Event("device.status", device_source(item.device), data, procedure_id, item.time)
 
 
@@ -53,8 +58,12 @@ def device_notice_event(item: DeviceNoticed, procedure_id: str | None) -> Event:
 
 
 def raw_record(item: DeviceNoticed) -> dict[str, Any]:
-    return {"received_at": rfc3339(item.time), "source": device_source(item.device), "driver": item.driver,
-            "data": dict(item.data)}
+    return {
+        "received_at": rfc3339(item.time),
+        "source": device_source(item.device),
+        "driver": item.driver,
+        "data": dict(item.data),
+    }
 
 
 def alert_event(item: Alerted) -> Event:
@@ -63,8 +72,13 @@ def alert_event(item: Alerted) -> Event:
 
 
 def rejected_event(item: AssociationRejected) -> Event:
-    data = {"calling_ae": item.calling_ae, "called_ae": item.called_ae, "host": item.host, "port": item.port,
-            "reason": item.reason}
+    data = {
+        "calling_ae": item.calling_ae,
+        "called_ae": item.called_ae,
+        "host": item.host,
+        "port": item.port,
+        "reason": item.reason,
+    }
     return Event("association.rejected", "dicom", data, None, item.time)
 
 
@@ -74,5 +88,10 @@ def image_event(item: ImageStored, procedure_id: str | None, extra: dict[str, An
 
 
 def mpps_data(item: MppsReceived) -> dict[str, Any]:
-    return {"mpps_sop_instance_uid": item.sop_instance_uid, "action": item.action, "status": item.status,
-            "study_instance_uid": item.study_instance_uid, "accession_number": item.accession_number}
+    return {
+        "mpps_sop_instance_uid": item.sop_instance_uid,
+        "action": item.action,
+        "status": item.status,
+        "study_instance_uid": item.study_instance_uid,
+        "accession_number": item.accession_number,
+    }

@@ -20,8 +20,12 @@ SYNC_ON = frozenset({"procedure.opened", "procedure.closed", "daemon.started", "
 
 def event_fields(event: Event) -> dict[str, Any]:
     """The event's fields in a journal record (`seq` and `time` there belong to the hash chain)."""
-    return {"event_seq": event.seq, "procedure_id": event.procedure_id, "source": event.source,
-            "data": dict(event.data)}
+    return {
+        "event_seq": event.seq,
+        "procedure_id": event.procedure_id,
+        "source": event.source,
+        "data": dict(event.data),
+    }
 
 
 class EventJournals:
@@ -45,8 +49,9 @@ class EventJournals:
         for name, event, fields in entries:
             self._append(name, event, fields)
 
-    def _append(self, name: str, event: str, fields: dict[str, Any], *, sync: bool = False,
-                time: datetime | None = None) -> None:
+    def _append(
+        self, name: str, event: str, fields: dict[str, Any], *, sync: bool = False, time: datetime | None = None
+    ) -> None:
         try:
             if name == "daemon":
                 self.journals.daemon.append(event, fields, sync=sync, time=time)
@@ -57,8 +62,9 @@ class EventJournals:
         except ValueError as exc:
             # A record the journal cannot take (a programming error): say so in the journal itself.
             log.error("audit_record_rejected", journal=name, record_event=event, error=str(exc))
-            self.journals.daemon.append("audit.record_rejected", {"journal": name, "record_event": event,
-                                                                  "error": str(exc)}, sync=True)
+            self.journals.daemon.append(
+                "audit.record_rejected", {"journal": name, "record_event": event, "error": str(exc)}, sync=True
+            )
 
     def audit_daemon(self, event: str, **fields: Any) -> None:
         self.journals.daemon.append(event, fields, sync=True)

@@ -174,14 +174,21 @@ class Pipeline:
             self._overflow_alerted_at = now
             dropped, self._dropped = self._dropped, 0
             log.error("outbox_overflow", dropped=dropped, bound=self.outbox.max_messages)
-            self._alert("critical", "outbox_overflow",
-                        f"outbox full: {dropped} oldest undelivered messages dropped",
-                        {"dropped": dropped, "bound": self.outbox.max_messages})
+            self._alert(
+                "critical",
+                "outbox_overflow",
+                f"outbox full: {dropped} oldest undelivered messages dropped",
+                {"dropped": dropped, "bound": self.outbox.max_messages},
+            )
         if fill.count >= self.warn_at and not self._warned_full:
             self._warned_full = True
             log.warning("outbox_near_full", count=fill.count, bound=self.outbox.max_messages)
-            self._alert("warning", "outbox_near_full", f"outbox holds {fill.count} of {self.outbox.max_messages}",
-                        {"count": fill.count, "bound": self.outbox.max_messages})
+            self._alert(
+                "warning",
+                "outbox_near_full",
+                f"outbox holds {fill.count} of {self.outbox.max_messages}",
+                {"count": fill.count, "bound": self.outbox.max_messages},
+            )
         elif fill.count < self.warn_at // 2:
             self._warned_full = False
 

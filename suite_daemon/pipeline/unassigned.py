@@ -54,8 +54,9 @@ class UnassignedCorrelator:
             case ImageStored():
                 return Outcome(events=[conversions.image_event(item, None)])
             case MppsReceived():
-                return Outcome(events=[Event("dose.report", "dicom", conversions.mpps_data(item), None,
-                                             item.received_at)])
+                return Outcome(
+                    events=[Event("dose.report", "dicom", conversions.mpps_data(item), None, item.received_at)]
+                )
             case OperatorCommanded():
                 return Outcome()
         raise TypeError(f"unknown input {type(item).__name__}")

@@ -35,8 +35,9 @@ AGENT_SR = "1.2.840.10008.5.1.4.1.1.88.75"
 def config(
     tmp: Path, procedure: Mapping[str, Any] | None = None, alerts: Mapping[str, Any] | None = None
 ) -> SuiteConfig:
-    return SuiteConfig(suite={"id": "ir-1", "state_dir": tmp}, procedure=dict(procedure or {}),
-                       alerts=dict(alerts or {}))
+    return SuiteConfig(
+        suite={"id": "ir-1", "state_dir": tmp}, procedure=dict(procedure or {}), alerts=dict(alerts or {})
+    )
 
 
 @dataclass
@@ -111,22 +112,47 @@ class Machine:
 
 
 # --- inputs -----------------------------------------------------------------------------------------
-def image(at: datetime, study: str, *, sop: str | None = None, series: str = "1.2.3.4", accession: str | None = "auto",
-          sop_class: str = CT_IMAGE, path: Path = Path("/nonexistent"), duplicate: bool = False,
-          acquired: str | None = None, nbytes: int = 1000, **extra: Any) -> ImageStored:
+def image(
+    at: datetime,
+    study: str,
+    *,
+    sop: str | None = None,
+    series: str = "1.2.3.4",
+    accession: str | None = "auto",
+    sop_class: str = CT_IMAGE,
+    path: Path = Path("/nonexistent"),
+    duplicate: bool = False,
+    acquired: str | None = None,
+    nbytes: int = 1000,
+    **extra: Any,
+) -> ImageStored:
     summary = {
-        "study_instance_uid": study, "series_instance_uid": series, "sop_instance_uid": sop or generate_uid(),
-        "sop_class_uid": sop_class, "modality": "SR" if sop_class in (DOSE_SR, AGENT_SR) else "CT",
+        "study_instance_uid": study,
+        "series_instance_uid": series,
+        "sop_instance_uid": sop or generate_uid(),
+        "sop_class_uid": sop_class,
+        "modality": "SR" if sop_class in (DOSE_SR, AGENT_SR) else "CT",
         "accession_number": f"A{study}" if accession == "auto" else accession,
-        "acquisition_datetime": acquired, "content_datetime": None,
+        "acquisition_datetime": acquired,
+        "content_datetime": None,
         "bytes": nbytes,
-        "is_dose_sr": sop_class == DOSE_SR, "is_agent_sr": sop_class == AGENT_SR, **extra,
+        "is_dose_sr": sop_class == DOSE_SR,
+        "is_agent_sr": sop_class == AGENT_SR,
+        **extra,
     }
     return ImageStored(summary=summary, path=path, duplicate=duplicate, received_at=at)
 
 
-def mpps(at: datetime, uid: str, status: str, study: str | None, *, action: str = "create",
-         attributes: Mapping[str, Any] | None = None, accession: str | None = "auto") -> MppsReceived:
+def mpps(
+    at: datetime,
+    uid: str,
+    status: str,
+    study: str | None,
+    *,
+    action: str = "create",
+    attributes: Mapping[str, Any] | None = None,
+    accession: str | None = "auto",
+) -> MppsReceived:
     """The accession number defaults to `A<study uid>` (one accession per study)."""
     accession = f"A{study}" if accession == "auto" else accession
     return MppsReceived(action, uid, status, dict(attributes or {}), study, accession, at)  # type: ignore[arg-type]
@@ -137,8 +163,9 @@ def dose_sample(at: datetime, dap: float, *, device: str = "dap1", segment: int 
 
 
 def pump_sample(at: datetime, volume: float, pressure: float = 100.0, device: str = "pump1") -> DeviceSampled:
-    return DeviceSampled(device, "newera-pump", "injection", {"volume_ml": volume, "pressure_kpa": pressure,
-                                                              "flow_mlps": 1.0}, at)
+    return DeviceSampled(
+        device, "newera-pump", "injection", {"volume_ml": volume, "pressure_kpa": pressure, "flow_mlps": 1.0}, at
+    )
 
 
 def pump_alarm(at: datetime, message: str, device: str = "pump1") -> DeviceNoticed:

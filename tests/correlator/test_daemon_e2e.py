@@ -28,8 +28,10 @@ from tests.daemon_harness import DaemonProcess
 from tests.mqtt_client import Collector
 
 CALLER = '[{ae_title = "SIMCT", host = "127.0.0.1"}]'
-METER = ('[[devices]]\nname = "dap1"\ndriver = "ptw-diamentor"\nport = "{port}"\n'
-         'poll_interval_s = 0.2\nresponse_timeout_s = 0.5\nretries = 1\nreconnect_min_s = 0.1\nreconnect_max_s = 0.5\n')
+METER = (
+    '[[devices]]\nname = "dap1"\ndriver = "ptw-diamentor"\nport = "{port}"\n'
+    "poll_interval_s = 0.2\nresponse_timeout_s = 0.5\nretries = 1\nreconnect_min_s = 0.1\nreconnect_max_s = 0.5\n"
+)
 MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
 
 
@@ -70,8 +72,9 @@ def audit_verify(daemon: DaemonProcess) -> int:
     return done.returncode
 
 
-async def test_full_procedure_summary_equals_inputs(daemon_factory: Callable[..., DaemonProcess], broker: Any,
-                                                    tmp_path: Path) -> None:
+async def test_full_procedure_summary_equals_inputs(
+    daemon_factory: Callable[..., DaemonProcess], broker: Any, tmp_path: Path
+) -> None:
     port = tmp_path / "dap1"
     meter = PtyDevice(DiamentorSimulator(beam_on_s=1.0, beam_period_s=2.0), port)
     await meter.start()
@@ -81,8 +84,11 @@ async def test_full_procedure_summary_equals_inputs(daemon_factory: Callable[...
     try:
         await asyncio.to_thread(daemon.start)
         # telemetry before the procedure: unassigned now, preroll of the procedure later
-        await asyncio.to_thread(collector.wait_for, lambda ms: sum(
-            1 for m in ms if m.topic == f"{root}/event" and m.json()["type"] == "dose.sample") >= 3, 30.0)
+        await asyncio.to_thread(
+            collector.wait_for,
+            lambda ms: sum(1 for m in ms if m.topic == f"{root}/event" and m.json()["type"] == "dose.sample") >= 3,
+            30.0,
+        )
         await run_modality(load_config(daemon.config_path), "quick", asyncio.Event(), step_s=0.3)
         pid, summary = await asyncio.to_thread(wait_closed, collector, root)
         assert await asyncio.to_thread(daemon.stop, signal.SIGTERM) == 0
@@ -161,8 +167,9 @@ class Scu:
         return self._run(lambda a: a.send_n_set(ds, MPPS_SOP_CLASS, uid))
 
 
-def test_sigkill_mid_procedure_continues_totals_and_seq(daemon_factory: Callable[..., DaemonProcess],
-                                                        broker: Any) -> None:
+def test_sigkill_mid_procedure_continues_totals_and_seq(
+    daemon_factory: Callable[..., DaemonProcess], broker: Any
+) -> None:
     from datetime import UTC, datetime
 
     daemon = daemon_factory(allowed_callers=CALLER)
@@ -177,8 +184,11 @@ def test_sigkill_mid_procedure_continues_totals_and_seq(daemon_factory: Callable
         for n in (1, 2):
             assert scu.store(build_ct_image(study, series, 1, n, datetime.now(UTC))) == 0
         assert scu.store(build_ct_rdsr(ct[:2], study)) == 0
-        collector.wait_for(lambda _: any(
-            sum(1 for e in evs if e["type"] == "dose.report") >= 2 for evs in events(collector, root).values()))
+        collector.wait_for(
+            lambda _: any(
+                sum(1 for e in evs if e["type"] == "dose.report") >= 2 for evs in events(collector, root).values()
+            )
+        )
         daemon.kill()
         daemon.start()
         for n in (3, 4):

@@ -37,8 +37,15 @@ def test_growing_ct_rdsrs_and_older_resend_count_each_event_once(m: Machine, tmp
     partial = build_ct_rdsr(events[:2], study, series_uid=series)
     full = build_ct_rdsr(events, study, series_uid=series)
     for n, ds in enumerate((partial, full)):
-        m.feed(image(m.at(n), study.study_uid, sop=ds.SOPInstanceUID, sop_class=DOSE_SR,
-                     path=save(ds, tmp_path / f"rdsr{n}.dcm")))
+        m.feed(
+            image(
+                m.at(n),
+                study.study_uid,
+                sop=ds.SOPInstanceUID,
+                sop_class=DOSE_SR,
+                path=save(ds, tmp_path / f"rdsr{n}.dcm"),
+            )
+        )
     # the older partial report again, as a new object (some modalities give it a new SOP uid)
     again = build_ct_rdsr(events[:2], study, series_uid=series)
     m.feed(image(m.at(5), study.study_uid, sop_class=DOSE_SR, path=save(again, tmp_path / "again.dcm")))
@@ -56,8 +63,10 @@ def test_growing_ct_rdsrs_and_older_resend_count_each_event_once(m: Machine, tmp
 
 def test_projection_rdsr_vendor_units_repaired_alert_and_cross_check(m: Machine, tmp_path: Path) -> None:
     study = Study()
-    events = [XrayEvent(generate_uid(), "fluoroscopy", 0.004, 2.0, 60.0, plane="A"),
-              XrayEvent(generate_uid(), "acquisition", 0.006, 1.5, 5.0, plane="B")]
+    events = [
+        XrayEvent(generate_uid(), "fluoroscopy", 0.004, 2.0, 60.0, plane="A"),
+        XrayEvent(generate_uid(), "acquisition", 0.006, 1.5, 5.0, plane="B"),
+    ]
     ds = build_projection_rdsr(events, study, vendor=Vendor(dap_unit="dGy.cm2", dose_unit="mGy"))
     m.feed(image(m.at(0), study.study_uid, sop_class=DOSE_SR, path=save(ds, tmp_path / "xa.dcm")))
     [pid] = m.pids()
@@ -78,10 +87,13 @@ def test_projection_rdsr_vendor_units_repaired_alert_and_cross_check(m: Machine,
 
 def test_agent_sr_phases_and_pressure_termination(m: Machine, tmp_path: Path) -> None:
     study = Study()
-    phases = [InjectionPhase(generate_uid(), CONTRAST, 40.0, 3.0, 13.5, 620.0),
-              InjectionPhase(generate_uid(), SALINE, 20.0, 3.0, 6.5, 480.0)]
-    ds = build_agent_sr(phases, study, events=[InjectorEvent(PRESSURE_TERMINATION, phase_uid=phases[0].uid)],
-                        completed=False)
+    phases = [
+        InjectionPhase(generate_uid(), CONTRAST, 40.0, 3.0, 13.5, 620.0),
+        InjectionPhase(generate_uid(), SALINE, 20.0, 3.0, 6.5, 480.0),
+    ]
+    ds = build_agent_sr(
+        phases, study, events=[InjectorEvent(PRESSURE_TERMINATION, phase_uid=phases[0].uid)], completed=False
+    )
     path = save(ds, tmp_path / "agent.dcm")
     m.feed(image(m.at(0), study.study_uid, sop=ds.SOPInstanceUID, sop_class=AGENT_SR, path=path))
     m.feed(image(m.at(1), study.study_uid, sop_class=AGENT_SR, path=path))  # re-sent under a new uid
@@ -104,8 +116,11 @@ def test_unreadable_sr_is_an_alert_not_a_loss(m: Machine, tmp_path: Path) -> Non
 
 
 def test_mpps_dose_attributes(m: Machine) -> None:
-    attrs = {"00400300": {"vr": "US", "Value": [120]}, "0018115E": {"vr": "DS", "Value": [250.0]},
-             "00080060": {"vr": "CS", "Value": ["XA"]}}
+    attrs = {
+        "00400300": {"vr": "US", "Value": [120]},
+        "0018115E": {"vr": "DS", "Value": [250.0]},
+        "00080060": {"vr": "CS", "Value": ["XA"]},
+    }
     m.feed(mpps(m.at(0), "9.1", "IN PROGRESS", "1.1"))
     m.feed(mpps(m.at(60), "9.1", "COMPLETED", "1.1", action="set", attributes=attrs))
     [pid] = m.pids()

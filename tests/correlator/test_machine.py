@@ -76,7 +76,7 @@ def test_operator_link_keeps_two_studies_in_one_procedure(m: Machine) -> None:
     assert m.responses()[-1] == {**m.responses()[-1], "request_id": "link-1", "status": "ok", "procedure_id": pid}
     assert m.summary(pid)["study_instance_uids"] == ["1.1", "2.2"]
     assert m.summary(pid)["images"]["count"] == 2
-    assert ("operator.command" in [e for _, e, _ in m.journal])
+    assert "operator.command" in [e for _, e, _ in m.journal]
     [record] = [f for name, e, f in m.journal if e == "operator.command"]
     assert record["outcome"] == "linked" and record["operator"] == "dr-a"
 
@@ -214,14 +214,19 @@ def test_dose_alert_levels_fire_once(tmp_path: Path) -> None:
         m.feed(dose_sample(m.at(1 + n), dap))
     alerts = [e.data for e in m.of(pid, "alert")]
     assert [(a["kind"], a["level"], a["data"]["threshold"]) for a in alerts] == [
-        ("dap_threshold", "warning", 100), ("dap_threshold", "critical", 200)]
+        ("dap_threshold", "warning", 100),
+        ("dap_threshold", "critical", 200),
+    ]
     m.feed(pump_sample(m.at(10), 1.0, pressure=900))
     m.feed(pump_sample(m.at(11), 2.0, pressure=950))
     assert [a.data["kind"] for a in m.of(pid, "alert")][-1] == "injection_pressure_threshold"
     assert len(m.of(pid, "alert")) == 3
     m.tick(20)
-    assert [a["kind"] for a in m.summary(pid)["alerts"]] == ["dap_threshold", "dap_threshold",
-                                                           "injection_pressure_threshold"]
+    assert [a["kind"] for a in m.summary(pid)["alerts"]] == [
+        "dap_threshold",
+        "dap_threshold",
+        "injection_pressure_threshold",
+    ]
 
 
 def test_pump_occlusion_is_one_critical_alert(m: Machine) -> None:
@@ -378,12 +383,33 @@ def test_summary_has_the_contract_shape(m: Machine) -> None:
     m.feed(image(m.at(0), "1.1"))
     [pid] = m.pids()
     summary = m.summary(pid)
-    contract = {"schema", "procedure_id", "state", "opened_at", "closed_at", "study_instance_uid", "accession_number",
-                "modality", "images", "dose", "injection", "alerts", "devices", "time"}
+    contract = {
+        "schema",
+        "procedure_id",
+        "state",
+        "opened_at",
+        "closed_at",
+        "study_instance_uid",
+        "accession_number",
+        "modality",
+        "images",
+        "dose",
+        "injection",
+        "alerts",
+        "devices",
+        "time",
+    }
     assert contract <= set(summary) and summary["schema"] == 1
     assert set(summary["images"]) == {"count", "series", "bytes"}
-    assert {"dap_total_gym2", "air_kerma_total_gy", "fluoro_time_s", "ctdivol_max_mgy", "dlp_total_mgycm",
-            "irradiation_events", "sources"} <= set(summary["dose"])
+    assert {
+        "dap_total_gym2",
+        "air_kerma_total_gy",
+        "fluoro_time_s",
+        "ctdivol_max_mgy",
+        "dlp_total_mgycm",
+        "irradiation_events",
+        "sources",
+    } <= set(summary["dose"])
     assert {"volume_total_ml", "peak_flow_mlps", "peak_pressure_kpa", "phases"} <= set(summary["injection"])
     assert summary["injection"]["volume_total_ml"] is None and summary["injection"]["phases"] == 0
     assert summary["dose"]["sources"] == [] and summary["alerts"] == [] and summary["devices"] == []

@@ -15,8 +15,9 @@ from tests.daemon_harness import DaemonProcess
 from tests.mqtt_client import Collector
 
 
-def test_open_link_close_through_the_daemon(daemon_factory: Callable[..., DaemonProcess], broker: Any,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_open_link_close_through_the_daemon(
+    daemon_factory: Callable[..., DaemonProcess], broker: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     daemon = daemon_factory(dicom_enabled=False)
     daemon.start()
     config = load_config(daemon.config_path)
@@ -36,8 +37,9 @@ def test_open_link_close_through_the_daemon(daemon_factory: Callable[..., Daemon
         assert cmd_procedure(config, "open", "1.2.4", None, "dr-a", "second study", False, 10.0) == EXIT_OK
         assert capsys.readouterr().out.strip() == f"open: procedure {pid}"
         assert cmd_procedure(config, "close", None, None, "dr-a", "done", False, 10.0) == EXIT_OK
-        collector.wait_for(lambda _: any(s["state"] == "closed" for s in collector.on(
-            f"{daemon.root}/procedure/{pid}/summary")))
+        collector.wait_for(
+            lambda _: any(s["state"] == "closed" for s in collector.on(f"{daemon.root}/procedure/{pid}/summary"))
+        )
     finally:
         collector.close()
         daemon.terminate()
@@ -46,7 +48,10 @@ def test_open_link_close_through_the_daemon(daemon_factory: Callable[..., Daemon
     records = [json.loads(line) for line in (daemon.state_dir / "journal" / f"{pid}.jsonl").read_text().splitlines()]
     commands = [r for r in records if r["event"] == "operator.command"]
     assert [(c["action"], c["outcome"], c["operator"]) for c in commands] == [
-        ("open", "opened", "dr-a"), ("open", "linked", "dr-a"), ("close", "closed", "dr-a")]
+        ("open", "opened", "dr-a"),
+        ("open", "linked", "dr-a"),
+        ("close", "closed", "dr-a"),
+    ]
     # the close command is audited before the record that closes the journal, which therefore verifies
     assert [r["event"] for r in records[-2:]] == ["operator.command", "procedure.closed"]
     assert verify_file(daemon.state_dir / "journal" / f"{pid}.jsonl", expect_closed=True).ok
@@ -54,8 +59,9 @@ def test_open_link_close_through_the_daemon(daemon_factory: Callable[..., Daemon
     assert "no procedure is open" in daemon_journal  # the refused command is audited too
 
 
-def test_no_daemon_or_no_broker_is_69(daemon_factory: Callable[..., DaemonProcess], broker: Any,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_daemon_or_no_broker_is_69(
+    daemon_factory: Callable[..., DaemonProcess], broker: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     daemon = daemon_factory(dicom_enabled=False)  # configured, never started: nobody answers
     config = load_config(daemon.config_path)
     assert cmd_procedure(config, "open", None, None, None, None, False, 1.0) == EXIT_UNAVAILABLE

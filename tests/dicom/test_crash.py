@@ -18,8 +18,13 @@ async def test_sigkill_during_long_store_loses_nothing_acknowledged(tmp_path: Pa
     big = [save(xa_run(study, series, i, frames=60, rows=512, cols=512), tmp_path / "xa") for i in range(3)]
     state_dir, port = tmp_path / "state", free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "suite_daemon.dicom.standalone", str(state_dir), str(port), "32",
-        stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "suite_daemon.dicom.standalone",
+        str(state_dir),
+        str(port),
+        "32",
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None

@@ -83,8 +83,9 @@ def test_sigkill_during_long_store_then_restart(daemon_factory, tmp_path: Path) 
     daemon.start()
     acknowledged: list[Path] = []
     big_started = threading.Event()
-    sender = threading.Thread(target=store_until_killed,
-                              args=(daemon.dicom_port, small + big, acknowledged, big_started))
+    sender = threading.Thread(
+        target=store_until_killed, args=(daemon.dicom_port, small + big, acknowledged, big_started)
+    )
     sender.start()
     assert big_started.wait(120)
     daemon.process.send_signal(signal.SIGKILL)

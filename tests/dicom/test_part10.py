@@ -92,8 +92,11 @@ def _sequence(item_length: int, content: bytes, implicit: bool = False) -> bytes
 @pytest.mark.parametrize(("implicit", "ts"), [(False, "1.2.840.10008.1.2.1"), (True, "1.2.840.10008.1.2")])
 def test_nested_items_must_fit_their_sequence(implicit: bool, ts: str) -> None:
     uid = b"1.2.3\x00"
-    element = (struct.pack("<HHI", 0x0020, 0x000E, len(uid)) if implicit
-               else struct.pack("<HH2sH", 0x0020, 0x000E, b"UI", len(uid))) + uid
+    element = (
+        struct.pack("<HHI", 0x0020, 0x000E, len(uid))
+        if implicit
+        else struct.pack("<HH2sH", 0x0020, 0x000E, b"UI", len(uid))
+    ) + uid
     assert read_header(_sequence(len(element), element, implicit), ts).dataset.get("Modality") == "CT"
     with pytest.raises(DatasetError, match="longer than its sequence"):
         read_header(_sequence(100, element, implicit), ts)

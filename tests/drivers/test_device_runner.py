@@ -42,8 +42,9 @@ async def test_diamentor_over_pty_values_units_times(tmp_path: Path) -> None:
     await device.start()
     fds = open_fds()
     try:
-        async with RunningDevice(tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": str(port),
-                                            **FAST}) as running:
+        async with RunningDevice(
+            tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": str(port), **FAST}
+        ) as running:
             await running.until(lambda: len(running.samples) >= 15, "15 samples")
             status = running.statuses[0]
             assert (status.state, status.detail) == ("connected", "DIAMENTOR SIM 1.0, serial 000123")
@@ -72,16 +73,19 @@ async def test_unplug_and_replug_within_the_backoff(tmp_path: Path) -> None:
     device = PtyDevice(simulator, port)
     await device.start()
     try:
-        async with RunningDevice(tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": str(port),
-                                            **FAST}) as running:
+        async with RunningDevice(
+            tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": str(port), **FAST}
+        ) as running:
             await running.until(lambda: len(running.samples) >= 3, "first samples")
             device.unplug()
             await running.until(lambda: running.states()[-1] == "disconnected", "disconnected")
             assert running.statuses[-1].detail.startswith("port lost")
             n = len(running.samples)
             device.replug()
-            await running.until(lambda: running.states()[-1] == "connected" and len(running.samples) > n + 3,
-                                "reconnected with new samples")
+            await running.until(
+                lambda: running.states()[-1] == "connected" and len(running.samples) > n + 3,
+                "reconnected with new samples",
+            )
             assert running.component.counters["reconnects"] >= 1
             assert running.states()[:3] == ["connected", "disconnected", "connected"]
             assert {s.segment for s in running.samples} == {0}  # the counter went on: one segment
@@ -91,8 +95,9 @@ async def test_unplug_and_replug_within_the_backoff(tmp_path: Path) -> None:
 
 async def test_absent_device_does_not_delay_start_and_is_reported_once(tmp_path: Path) -> None:
     port = tmp_path / "absent"
-    async with RunningDevice(tmp_path, {"name": "pump1", "driver": "newera-pump", "port": str(port),
-                                        **FAST}) as running:
+    async with RunningDevice(
+        tmp_path, {"name": "pump1", "driver": "newera-pump", "port": str(port), **FAST}
+    ) as running:
         await running.until(lambda: bool(running.statuses), "a status")
         await asyncio.sleep(0.5)  # several failed opens
         (status,) = running.statuses
@@ -112,8 +117,9 @@ async def test_stalled_device_is_a_fault_then_recovers(tmp_path: Path) -> None:
     device = PtyDevice(simulator, port)
     await device.start()
     try:
-        async with RunningDevice(tmp_path, {"name": "pump1", "driver": "alaris-asena", "port": str(port),
-                                            **FAST}) as running:
+        async with RunningDevice(
+            tmp_path, {"name": "pump1", "driver": "alaris-asena", "port": str(port), **FAST}
+        ) as running:
             await running.until(lambda: len(running.samples) >= 2, "samples")
             simulator.apply("stall", 0)
             await running.until(lambda: running.states()[-1] == "fault", "fault")
@@ -132,8 +138,9 @@ async def test_garbage_and_bad_checksums_are_counted_and_the_device_stays_connec
     device = PtyDevice(simulator, port)
     await device.start()
     try:
-        async with RunningDevice(tmp_path, {"name": "pump1", "driver": "alaris-asena", "port": str(port),
-                                            **FAST, "retries": 3}) as running:
+        async with RunningDevice(
+            tmp_path, {"name": "pump1", "driver": "alaris-asena", "port": str(port), **FAST, "retries": 3}
+        ) as running:
             await running.until(lambda: len(running.samples) >= 2, "samples")
             simulator.apply("garbage:64", 0)
             simulator.apply("corrupt:3", 0)
@@ -153,14 +160,18 @@ async def test_counter_reset_over_pty_keeps_the_total_right(tmp_path: Path) -> N
     device = PtyDevice(simulator, port)
     await device.start()
     try:
-        async with RunningDevice(tmp_path, {"name": "pump1", "driver": "newera-pump", "port": str(port),
-                                            **FAST}) as running:
-            await running.until(lambda: len(running.samples) >= 5 and running.samples[-1].values["volume_ml"] > 0.2,
-                                "some volume")
+        async with RunningDevice(
+            tmp_path, {"name": "pump1", "driver": "newera-pump", "port": str(port), **FAST}
+        ) as running:
+            await running.until(
+                lambda: len(running.samples) >= 5 and running.samples[-1].values["volume_ml"] > 0.2, "some volume"
+            )
             before = running.samples[-1].values["volume_ml"]
             simulator.apply("reset", 0)
-            await running.until(lambda: running.samples[-1].segment == 1 and running.samples[-1].values[
-                "volume_ml"] > 0.2, "a new segment with volume")
+            await running.until(
+                lambda: running.samples[-1].segment == 1 and running.samples[-1].values["volume_ml"] > 0.2,
+                "a new segment with volume",
+            )
             (reset,) = running.notices("counter_reset")
             assert reset.data["segment"] == 1
             assert [n.data["code"] for n in running.notices("alarm")] == ["R"]
@@ -197,8 +208,7 @@ async def test_socket_url_like_a_terminal_server(tmp_path: Path) -> None:
     await device.start()
     try:
         url = f"socket://127.0.0.1:{tcp_port}"
-        async with RunningDevice(tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": url,
-                                            **FAST}) as running:
+        async with RunningDevice(tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": url, **FAST}) as running:
             await running.until(lambda: len(running.samples) >= 3, "samples over TCP")
             await device.unplug_async()
             await running.until(lambda: running.states()[-1] == "disconnected", "disconnected")
@@ -229,10 +239,12 @@ async def test_one_device_failing_does_not_disturb_another(tmp_path: Path) -> No
     await pump.start()
     try:
         async with (
-            RunningDevice(tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": str(dap_port),
-                                     **FAST}) as first,
-            RunningDevice(tmp_path, {"name": "pump1", "driver": "newera-pump", "port": str(pump_port),
-                                     **FAST}) as second,
+            RunningDevice(
+                tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": str(dap_port), **FAST}
+            ) as first,
+            RunningDevice(
+                tmp_path, {"name": "pump1", "driver": "newera-pump", "port": str(pump_port), **FAST}
+            ) as second,
         ):
             await second.until(lambda: len(second.samples) >= 2 and len(first.samples) >= 2, "both sampling")
             dap.unplug()

@@ -26,7 +26,10 @@ def test_every_driver_is_registered_with_strict_options() -> None:
 
 
 def test_valid_devices_load_and_become_components(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, """
+    config = load_config(
+        write(
+            tmp_path,
+            """
 [[devices]]
 name = "dap1"
 driver = "ptw-diamentor"
@@ -48,7 +51,9 @@ enabled = false
 framing = "delimited"
 start_byte = 2
 end_byte = 3
-"""))
+""",
+        )
+    )
     made = components(config)
     assert [c.name for c in made] == ["device:dap1", "device:pump1"]
     assert all(c.critical is False for c in made)
@@ -60,7 +65,9 @@ end_byte = 3
 
 
 def test_bad_device_entries_are_all_reported_with_their_keys(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [[devices]]
 name = "dap1"
 driver = "ptw-diamentor"
@@ -86,7 +93,8 @@ port = "/dev/ttyUSB3"
 framing = "delimited"
 start_byte = 3
 end_byte = 3
-""")
+""",
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path)
     keys = [key for key, _ in info.value.problems]

@@ -195,8 +195,9 @@ def test_newera_stall_alarm_and_power_reset() -> None:
     assert reset.data["previous"]["volume_ml"] == pytest.approx(before, abs=0.01)
     samples = bench.samples
     assert samples[-1].segment == 1
-    assert total(samples, "volume_ml") == pytest.approx(before + bench.simulator.infused_ml - samples[0].values[
-        "volume_ml"], abs=0.05)
+    assert total(samples, "volume_ml") == pytest.approx(
+        before + bench.simulator.infused_ml - samples[0].values["volume_ml"], abs=0.05
+    )
 
 
 def test_asena_values_pressure_mode_and_checksum_errors() -> None:

@@ -17,12 +17,14 @@ from drivers.simulator import Simulator
 from tests.daemon_harness import DaemonProcess
 from tests.mqtt_client import Collector, Received
 
-FAST = 'poll_interval_s = 0.2\nresponse_timeout_s = 0.5\nretries = 1\n'
+FAST = "poll_interval_s = 0.2\nresponse_timeout_s = 0.5\nretries = 1\n"
 
 
 def device_toml(name: str, driver: str, port: Path, options: str = FAST) -> str:
-    return (f'[[devices]]\nname = "{name}"\ndriver = "{driver}"\nport = "{port}"\n'
-            f'reconnect_min_s = 0.1\nreconnect_max_s = 0.5\n{options}\n')
+    return (
+        f'[[devices]]\nname = "{name}"\ndriver = "{driver}"\nport = "{port}"\n'
+        f"reconnect_min_s = 0.1\nreconnect_max_s = 0.5\n{options}\n"
+    )
 
 
 async def started(tmp_path: Path, broker: Any, suite_id: str, toml: str) -> tuple[DaemonProcess, Collector]:
@@ -44,18 +46,34 @@ def of(messages: list[Received], topic: str) -> list[Any]:
 
 
 CASES = [
-    ("dap1", "ptw-diamentor", lambda: DiamentorSimulator(beam_on_s=1.0, beam_period_s=2.0), "dose.sample",
-     {"dap_gym2", "dap_rate_gym2_s", "fluoro_time_s"}),
-    ("pump1", "newera-pump", NewEraSimulator, "injection.sample",
-     {"volume_ml", "withdrawn_ml", "rate_set_mlps", "flow_mlps", "syringe_diameter_mm"}),
-    ("pump2", "alaris-asena", AsenaSimulator, "injection.sample",
-     {"volume_ml", "rate_set_mlps", "flow_mlps", "pressure_kpa"}),
+    (
+        "dap1",
+        "ptw-diamentor",
+        lambda: DiamentorSimulator(beam_on_s=1.0, beam_period_s=2.0),
+        "dose.sample",
+        {"dap_gym2", "dap_rate_gym2_s", "fluoro_time_s"},
+    ),
+    (
+        "pump1",
+        "newera-pump",
+        NewEraSimulator,
+        "injection.sample",
+        {"volume_ml", "withdrawn_ml", "rate_set_mlps", "flow_mlps", "syringe_diameter_mm"},
+    ),
+    (
+        "pump2",
+        "alaris-asena",
+        AsenaSimulator,
+        "injection.sample",
+        {"volume_ml", "rate_set_mlps", "flow_mlps", "pressure_kpa"},
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "driver", "make", "event_type", "keys"), CASES, ids=[c[1] for c in CASES])
-async def test_driver_to_mqtt(tmp_path: Path, broker: Any, suite_id: str, name: str, driver: str,
-                              make: Any, event_type: str, keys: set[str]) -> None:
+async def test_driver_to_mqtt(
+    tmp_path: Path, broker: Any, suite_id: str, name: str, driver: str, make: Any, event_type: str, keys: set[str]
+) -> None:
     port = tmp_path / name
     simulator: Simulator = make()
     device = PtyDevice(simulator, port)
@@ -71,8 +89,11 @@ async def test_driver_to_mqtt(tmp_path: Path, broker: Any, suite_id: str, name: 
         assert last["device"] == name and last["driver"] == driver
         assert set(last["values"]) == keys
         assert last["time"].endswith("Z")
-        messages = await wait(collector, lambda ms: any(
-            m.topic == f"{root}/event" and m.json()["type"] == event_type for m in ms), event_type)
+        messages = await wait(
+            collector,
+            lambda ms: any(m.topic == f"{root}/event" and m.json()["type"] == event_type for m in ms),
+            event_type,
+        )
         sample = next(m.json() for m in messages if m.topic == f"{root}/event" and m.json()["type"] == event_type)
         assert sample["source"] == f"device:{name}"
         assert set(sample["data"]["values"]) == keys and sample["data"]["segment"] == 0
@@ -105,16 +126,25 @@ async def test_unplug_replug_and_counter_reset_through_the_daemon(tmp_path: Path
         device.unplug()
         await wait(collector, lambda ms: of(ms, status_topic)[-1]["state"] == "disconnected", "disconnected")
         device.replug()
-        await wait(collector, lambda ms: [s["state"] for s in of(ms, status_topic)][-3:] ==
-                   ["connected", "disconnected", "connected"], "reconnected")
+        await wait(
+            collector,
+            lambda ms: [s["state"] for s in of(ms, status_topic)][-3:] == ["connected", "disconnected", "connected"],
+            "reconnected",
+        )
         simulator.apply("reset", 0.0)
-        messages = await wait(collector, lambda ms: any(
-            m.topic == f"{root}/event" and m.json()["type"] == "dose.sample" and m.json()["data"]["segment"] == 1
-            for m in ms), "a sample of segment 1")
+        messages = await wait(
+            collector,
+            lambda ms: any(
+                m.topic == f"{root}/event" and m.json()["type"] == "dose.sample" and m.json()["data"]["segment"] == 1
+                for m in ms
+            ),
+            "a sample of segment 1",
+        )
         alerts = [m.json() for m in messages if m.topic == f"{root}/event" and m.json()["type"] == "alert"]
         assert any(a["data"]["kind"] == "device_counter_reset" for a in alerts)
-        samples = [m.json()["data"] for m in messages
-                   if m.topic == f"{root}/event" and m.json()["type"] == "dose.sample"]
+        samples = [
+            m.json()["data"] for m in messages if m.topic == f"{root}/event" and m.json()["type"] == "dose.sample"
+        ]
         last: dict[int, float] = {}
         for s in samples:
             last[s["segment"]] = s["values"]["dap_gym2"]
@@ -135,13 +165,17 @@ async def test_recorder_frames_go_to_the_journal_not_to_mqtt(tmp_path: Path, bro
     daemon, collector = await started(tmp_path, broker, suite_id, device_toml("vacudap", "recorder", port, ""))
     root = f"suite/{suite_id}"
     try:
-        await wait(collector, lambda ms: any(m.topic == f"{root}/device/vacudap/status" and
-                                              m.json()["state"] == "connected" for m in ms), "recorder connected")
+        await wait(
+            collector,
+            lambda ms: any(m.topic == f"{root}/device/vacudap/status" and m.json()["state"] == "connected" for m in ms),
+            "recorder connected",
+        )
         journal = daemon.state_dir / "journal"
 
         def raw_lines() -> list[str]:
-            return [line for f in journal.glob("*.jsonl") for line in f.read_text().splitlines()
-                    if '"device.raw"' in line]
+            return [
+                line for f in journal.glob("*.jsonl") for line in f.read_text().splitlines() if '"device.raw"' in line
+            ]
 
         for _ in range(150):
             if len(raw_lines()) >= 3:

@@ -34,8 +34,9 @@ def split(stream: bytes, cuts: list[int]) -> list[bytes]:
 
 
 printable = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=40)
-asena_bodies = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="!|"),
-                       min_size=1, max_size=60)
+asena_bodies = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="!|"), min_size=1, max_size=60
+)
 
 
 @settings(deadline=None)  # timing of a loaded CI machine is not what is tested
@@ -78,8 +79,9 @@ def test_asena_garbage_never_yields_a_false_frame(bodies: list[str], garbage: li
 @settings(deadline=None)  # timing of a loaded CI machine is not what is tested
 @given(
     lines=st.lists(st.integers(0, 99_999), min_size=1, max_size=8),
-    garbage=st.lists(st.binary(max_size=12).map(lambda b: bytes(GARBAGE_ALPHABET[x % 128] for x in b)),
-                     min_size=8, max_size=8),
+    garbage=st.lists(
+        st.binary(max_size=12).map(lambda b: bytes(GARBAGE_ALPHABET[x % 128] for x in b)), min_size=8, max_size=8
+    ),
 )
 def test_diamentor_line_noise_never_decodes(lines: list[int], garbage: list[bytes]) -> None:
     """Line noise glued to a reply makes it undecodable; clean replies still decode."""
@@ -95,9 +97,11 @@ def test_diamentor_line_noise_never_decodes(lines: list[int], garbage: list[byte
 
 
 @settings(deadline=None)  # timing of a loaded CI machine is not what is tested
-@given(statuses=st.lists(st.sampled_from(sorted(newera.STATES)), min_size=1, max_size=8),
-       cuts=st.lists(st.integers(0, 10_000), max_size=20),
-       garbage=st.lists(st.binary(max_size=10).map(lambda b: b.replace(b"\x02", b"")), min_size=8, max_size=8))
+@given(
+    statuses=st.lists(st.sampled_from(sorted(newera.STATES)), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(0, 10_000), max_size=20),
+    garbage=st.lists(st.binary(max_size=10).map(lambda b: b.replace(b"\x02", b"")), min_size=8, max_size=8),
+)
 def test_newera_frames_survive_splits_and_noise(statuses: list[str], cuts: list[int], garbage: list[bytes]) -> None:
     replies = [newera.format_reply(0, s, "I1.234W0.000ML") for s in statuses]
     stream = b"".join(g + r for g, r in zip(garbage, replies, strict=False))

@@ -55,10 +55,12 @@ async def test_unplug_scenario_disconnects_and_reconnects(tmp_path: Path) -> Non
     stop = asyncio.Event()
     player = asyncio.create_task(play(device, (1.0, ((0.3, "unplug:0.3"),)), stop))
     try:
-        async with RunningDevice(tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": str(port),
-                                            **FAST}) as running:
-            await running.until(lambda: running.states()[:3] == ["connected", "disconnected", "connected"],
-                                "unplugged and back")
+        async with RunningDevice(
+            tmp_path, {"name": "dap1", "driver": "ptw-diamentor", "port": str(port), **FAST}
+        ) as running:
+            await running.until(
+                lambda: running.states()[:3] == ["connected", "disconnected", "connected"], "unplugged and back"
+            )
     finally:
         stop.set()
         player.cancel()
