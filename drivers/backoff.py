@@ -14,7 +14,7 @@ class Backoff:
 
     def next(self) -> float:
         """The next delay: min * 2^n capped at max, then scaled by a random factor in [0.5, 1]."""
-        ceiling = min(self.maximum, self.minimum * 2 ** min(self.attempt, 30))
+        ceiling = min(self.maximum, self.minimum * 2.0 ** min(self.attempt, 30))
         self.attempt += 1
         return ceiling * self.rng.uniform(0.5, 1.0)
 

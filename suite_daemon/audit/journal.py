@@ -64,7 +64,10 @@ def _json_default(value: Any) -> Any:
 def to_json_value(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The fields as plain JSON values (datetimes as RFC 3339, paths as strings), exactly as they will be hashed."""
     try:
-        return json.loads(json.dumps(dict(fields), default=_json_default, allow_nan=False, ensure_ascii=False))
+        values: dict[str, Any] = json.loads(
+            json.dumps(dict(fields), default=_json_default, allow_nan=False, ensure_ascii=False)
+        )
+        return values
     except (TypeError, ValueError) as exc:
         raise ValueError(f"audit record fields are not JSON: {exc}") from exc
 

@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from suite_daemon.config import SuiteConfig
 from suite_daemon.mqtt import topics
@@ -35,7 +36,7 @@ class _Exchange:
         self.answer: dict[str, Any] | None = None
         self.connect_error: str | None = None
         self.client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id=f"suite-cli-{request_id[:12]}", clean_session=True
+            CallbackAPIVersion.VERSION2, client_id=f"suite-cli-{request_id[:12]}", clean_session=True
         )
         mqtt = config.mqtt
         if mqtt.username is not None:

@@ -17,7 +17,7 @@ from suite_daemon import __version__
 from suite_daemon.audit.journal_set import JournalSet
 from suite_daemon.config import ConfigError, SuiteConfig
 from suite_daemon.daemon.component import Component
-from suite_daemon.daemon.context import DaemonContext
+from suite_daemon.daemon.context import DaemonContext, Submission
 from suite_daemon.daemon.sd_notify import Notifier, watchdog_interval_s
 from suite_daemon.daemon.supervisor import Supervisor
 from suite_daemon.events import Event, utc_now
@@ -102,7 +102,7 @@ class Daemon:
         outbox = Outbox(state_dir / "outbox.sqlite3", config.mqtt.outbox_max_events)
         await outbox.open()
         publisher = Publisher(config, outbox, self.started_at)
-        inputs: asyncio.Queue = asyncio.Queue()
+        inputs: asyncio.Queue[Submission] = asyncio.Queue()
         ctx = DaemonContext(
             config, loop, inputs, publish_live=publisher.publish_live, audit_daemon=event_journals.audit_daemon
         )

@@ -85,7 +85,7 @@ def dataset_offset(part10: bytes | memoryview) -> int:
     """Where the data set starts in a Part 10 file written by `encode_file_meta` (or any Part 10 file)."""
     if bytes(part10[128:132]) != b"DICM":
         raise DatasetError("not a Part 10 file")
-    (group_length,) = struct.unpack_from("<I", part10, 132 + 8)
+    group_length: int = struct.unpack_from("<I", part10, 132 + 8)[0]
     return 132 + 12 + group_length
 
 

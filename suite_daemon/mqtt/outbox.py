@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from suite_daemon.events import Event
 
+_T = TypeVar("_T")
 log = structlog.get_logger(__name__)
 
 SCHEMA = """
@@ -120,7 +121,7 @@ class Outbox:
         self._write_db.close()
         self._write_db = None
 
-    async def _in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _in_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, fn, *args)
 
