@@ -154,3 +154,43 @@ async def test_create_without_uid_gets_one_from_the_scp(scp: Running) -> None:
     assert status == 0 and uid
     assert [m.sop_instance_uid for m in scp.mpps] == [uid]
     assert _row(scp, uid)[0] == "IN PROGRESS"
+
+
+async def test_create_without_a_status_and_set_to_an_unknown_status_fail(scp: Running) -> None:
+    uid, study = generate_uid(prefix=ROOT), generate_uid(prefix=ROOT)
+    no_status = _create_attrs(study)
+    del no_status.PerformedProcedureStepStatus
+    statuses = await asyncio.to_thread(
+        _session,
+        scp.port,
+        [
+            ("create", generate_uid(prefix=ROOT), no_status),
+            ("create", uid, _create_attrs(study)),
+            ("set", uid, _final("PAUSED")),  # not a status of Modality Performed Procedure Step
+        ],
+    )
+    assert statuses == [0x0120, 0x0000, 0x0106]
+    assert [m.status for m in scp.mpps] == ["IN PROGRESS"]
+    assert _row(scp, uid)[0] == "IN PROGRESS"  # the refused N-SET changed nothing
+    await scp.wait_for(lambda: len(scp.alerts) >= 2)
+    assert [a.data["reason"] for a in scp.alerts] == ["mpps_missing_status", "mpps_bad_status"]
+
+
+async def test_an_update_in_progress_is_kept_and_completing_follows(scp: Running) -> None:
+    uid, study = generate_uid(prefix=ROOT), generate_uid(prefix=ROOT)
+    update = Dataset()
+    update.PerformedProcedureStepStatus = "IN PROGRESS"
+    update.ImageAndFluoroscopyAreaDoseProduct = 3.5  # a running total sent before the end
+    statuses = await asyncio.to_thread(
+        _session,
+        scp.port,
+        [("create", uid, _create_attrs(study)), ("set", uid, update), ("set", uid, _final("COMPLETED"))],
+    )
+    assert statuses == [0x0000, 0x0000, 0x0000]
+    assert [(m.action, m.status) for m in scp.mpps] == [
+        ("create", "IN PROGRESS"),
+        ("set", "IN PROGRESS"),
+        ("set", "COMPLETED"),
+    ]
+    assert float(Dataset.from_json(dict(scp.mpps[1].attributes)).ImageAndFluoroscopyAreaDoseProduct) == 3.5
+    assert _row(scp, uid)[0] == "COMPLETED"
