@@ -17,6 +17,7 @@ import errno
 import mmap
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 ALIGN = 4096
 """Buffer address, file offset and length of every direct write: the largest logical block in use."""
@@ -34,7 +35,7 @@ class DirectWriter:
         having written nothing that stays, when the file system takes no direct writes."""
         if not self.supported:
             return False
-        padded = (length + ALIGN - 1) & ~(ALIGN - 1)
+        padded = _padded(length)
         view = self._buffer(padded)
         try:
             _read_exactly(src_fd, view[:length], offset)
@@ -64,6 +65,14 @@ class DirectWriter:
         self.supported = False
         return False
 
+    def stages(self) -> tuple[mmap.mmap, mmap.mmap]:
+        """This thread's staging buffers for a `DirectAppender` (one stream at a time per thread)."""
+        stages: tuple[mmap.mmap, mmap.mmap] | None = getattr(self._local, "stages", None)
+        if stages is None:
+            stages = (mmap.mmap(-1, STAGE_BYTES), mmap.mmap(-1, STAGE_BYTES))
+            self._local.stages = stages
+        return stages
+
     def _buffer(self, size: int) -> memoryview:
         buffer: mmap.mmap | None = getattr(self._local, "buffer", None)
         if buffer is None or len(buffer) < size:
@@ -74,6 +83,10 @@ class DirectWriter:
         return memoryview(buffer)
 
 
+def _padded(length: int) -> int:
+    return (length + ALIGN - 1) & ~(ALIGN - 1)
+
+
 def _read_exactly(fd: int, view: memoryview, offset: int) -> None:
     done = 0
     while done < len(view):
@@ -81,3 +94,89 @@ def _read_exactly(fd: int, view: memoryview, offset: int) -> None:
         if n <= 0:
             raise OSError(errno.EIO, "short read from the ingest log")
         done += n
+
+
+STAGE_BYTES = 1024 * 1024
+"""What `DirectAppender` gathers before each direct write."""
+_WRITERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dicom-direct-io")
+"""Direct writes wait for the disk: they run here while the receiving thread gathers the next MiB."""
+
+
+class DirectAppender:
+    """Appends to a file that is being written from its start, around the page cache: the bytes are gathered in
+    two reused, page-aligned buffers in turn, each written with `O_DIRECT` when full (by a helper thread, while
+    the other fills); `finish` writes the rest and cuts the file to its size. Where a direct write is refused
+    (EINVAL), the rest goes through `fd`."""
+
+    def __init__(self, direct_fd: int, fd: int, stages: tuple[mmap.mmap, mmap.mmap]) -> None:
+        self._direct_fd = direct_fd
+        self._fd = fd
+        self._stages = stages
+        self._stage = stages[0]
+        self._filled = 0
+        self._offset = 0
+        self._writing: Future[None] | None = None
+
+    @classmethod
+    def open(cls, path: os.PathLike[str] | str, fd: int, writer: DirectWriter) -> DirectAppender | None:
+        """None where the file system takes no direct writes."""
+        if not writer.supported:
+            return None
+        try:
+            direct_fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_DIRECT)
+        except OSError as exc:
+            writer._refused(exc)
+            return None
+        return cls(direct_fd, fd, writer.stages())
+
+    def append(self, chunk: bytes | memoryview) -> None:
+        with memoryview(chunk) as view:
+            done = 0
+            while done < len(view):
+                n = min(len(view) - done, STAGE_BYTES - self._filled)
+                self._stage[self._filled : self._filled + n] = view[done : done + n]
+                self._filled += n
+                done += n
+                if self._filled == STAGE_BYTES:
+                    self._wait()
+                    self._writing = _WRITERS.submit(self._write, self._stage, STAGE_BYTES, self._offset)
+                    self._offset += STAGE_BYTES
+                    self._stage = self._stages[1] if self._stage is self._stages[0] else self._stages[0]
+                    self._filled = 0
+
+    def finish(self) -> None:
+        """Write what is left and cut the file to its size; the appender is closed after."""
+        try:
+            self._wait()
+            padded = _padded(self._filled)
+            self._stage[self._filled : padded] = bytes(padded - self._filled)
+            self._write(self._stage, padded, self._offset)
+            os.ftruncate(self._fd, self._offset + self._filled)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop; a write under way is waited for (its buffer is reused next)."""
+        if self._writing is not None:
+            self._writing.exception()
+            self._writing = None
+        if self._direct_fd >= 0 and self._direct_fd != self._fd:
+            os.close(self._direct_fd)
+        self._direct_fd = -1
+
+    def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def _write(self, stage: mmap.mmap, length: int, offset: int) -> None:
+        with memoryview(stage) as view:
+            done = 0
+            while done < length:
+                try:
+                    done += os.pwrite(self._direct_fd, view[done:length], offset + done)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL or self._direct_fd == self._fd:
+                        raise
+                    os.close(self._direct_fd)
+                    self._direct_fd = self._fd  # refused after all: the rest through the page cache

@@ -1,4 +1,5 @@
-"""Filing large logged objects around the page cache, and starting write-back early, on the real file system."""
+"""Writing large objects around the page cache (filing logged ones, streaming big ones into their temporary spool
+file), and starting write-back early, on the real file system."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from dicom_testdata import ct_slice, new_study, save
+from dicom_testdata import ct_slice, new_study, save, xa_run
 
 from suite_daemon.dicom import writeback
-from suite_daemon.dicom.direct_io import ALIGN, DirectWriter
+from suite_daemon.dicom.direct_io import ALIGN, STAGE_BYTES, DirectAppender, DirectWriter
 from suite_daemon.dicom.part10 import dataset_offset
 from suite_daemon.dicom.spool import _DIRECT_MIN, Spool
 from suite_daemon.dicom.writeback import EarlyWriteback
@@ -91,3 +92,65 @@ def test_early_write_back_starts_in_whole_pages_and_keeps_the_data(tmp_path: Pat
     assert started[:2] == [0, 0]  # less than MIN_BYTES so far: no call
     assert started[-1] == written & ~(writeback.PAGE - 1)
     assert path.read_bytes() == b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [],
+        [1],
+        [STAGE_BYTES - 1, 1],
+        [STAGE_BYTES],
+        [STAGE_BYTES + 1],
+        [100, 3 * STAGE_BYTES, 17],  # a chunk over several stages
+        [128 * 1024] * 60,  # a 7.5 MB XA run as 128 KiB PDUs
+    ],
+    ids=["empty", "one byte", "a stage in two", "one stage", "one stage and a byte", "across stages", "XA run"],
+)
+def test_a_file_appended_around_the_page_cache_holds_exactly_what_was_appended(
+    tmp_path: Path, sizes: list[int]
+) -> None:
+    path = tmp_path / "incoming.tmp"
+    chunks = [os.urandom(n) for n in sizes]
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        appender = DirectAppender.open(path, fd, DirectWriter())
+        assert appender is not None
+        for chunk in chunks:
+            appender.append(chunk)
+        appender.finish()
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(chunks)
+
+
+def test_a_file_system_without_o_direct_gets_no_appender(tmp_path: Path) -> None:
+    writer = DirectWriter()
+    writer.supported = False  # what a refused O_DIRECT open leaves behind
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        assert DirectAppender.open(tmp_path / "f", fd, writer) is None
+    finally:
+        os.close(fd)
+
+
+def test_a_large_streamed_object_is_filed_byte_for_byte_around_the_page_cache(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    spool = Spool(root, 0)  # no ingest log: the stream goes to its temporary spool file at once
+    spool.prepare()
+    study, series = new_study()
+    try:
+        raw = save(xa_run(study, series, 0, frames=40), tmp_path / "src").read_bytes()  # 5.2 MB
+        cut = dataset_offset(raw)
+        stream = spool.open_stream(raw[:cut])
+        for at in range(cut, len(raw), 128 * 1024):
+            stream.feed(memoryview(raw)[at : at + 128 * 1024])
+        with stream.data_view() as data:
+            assert data == raw[cut:]  # what the header pass reads, read back from the disk
+        assert stream._written_direct
+        target = spool.path_for(study, series, str(xa_run(study, series, 0, rows=8, cols=8, frames=1).SOPInstanceUID))
+        assert spool.commit(stream, target) is None
+        assert target.read_bytes() == raw
+    finally:
+        spool.close()
