@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,24 @@ from pynetdicom.sop_class import CTImageStorage, XRayAngiographicImageStorage
 
 from suite_daemon.config import SuiteConfig
 from suite_daemon.daemon.context import DaemonContext
+from suite_daemon.dicom.ingest_log import LoggedRecord
 from suite_daemon.dicom.receiver import DicomReceiver
+from suite_daemon.dicom.spool import Spool
 from suite_daemon.events import Alerted, AssociationRejected, ImageStored, MppsReceived
 
 SCP_AE = "SUITE_SCP"
+
+
+def ready_spool(root: Path, log_bytes: int = 32 * 1024 * 1024) -> tuple[Spool, list[LoggedRecord]]:
+    """A spool whose ingest log has a segment to write into, and the records its log held (as at a start)."""
+    spool = Spool(root, log_bytes)
+    pending = spool.prepare()
+    deadline = time.monotonic() + 30
+    while (writer := spool.log.writer()) is None:
+        assert time.monotonic() < deadline, "no ingest log segment was made"
+        time.sleep(0.01)
+    writer.abandon()
+    return spool, pending
 
 
 def free_port() -> int:

@@ -4,10 +4,10 @@ file), and starting write-back early, on the real file system."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
+from dicom_harness import ready_spool
 from dicom_testdata import ct_slice, new_study, save, xa_run
 
 from suite_daemon.dicom import writeback
@@ -36,21 +36,10 @@ def test_a_direct_write_copies_exactly_the_range(tmp_path: Path, length: int, of
     assert (tmp_path / "second.dcm").read_bytes() == payload[:10]
 
 
-def _ready_spool(root: Path) -> Spool:
-    spool = Spool(root, 32 * 1024 * 1024)
-    spool.prepare()
-    deadline = time.monotonic() + 30
-    while (writer := spool.log.writer()) is None:
-        assert time.monotonic() < deadline, "no ingest log segment was made"
-        time.sleep(0.01)
-    writer.abandon()
-    return spool
-
-
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "file system without O_DIRECT"])
 def test_logged_ct_slices_are_filed_byte_for_byte(tmp_path: Path, direct: bool) -> None:
     root = tmp_path / "spool"
-    spool = _ready_spool(root)
+    spool, _ = ready_spool(root)
     if not direct:
         spool._direct.supported = False  # what a refused O_DIRECT open leaves behind
     study, series = new_study()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dicom_harness import ready_spool
 from dicom_testdata import ct_slice, new_study, save
 
 from suite_daemon.dicom.filing import Filer
@@ -16,17 +17,6 @@ from suite_daemon.dicom.part10 import dataset_offset
 from suite_daemon.dicom.spool import Spool
 
 LOG_BYTES = 32 * 1024 * 1024
-
-
-def _ready_spool(root: Path) -> Spool:
-    spool = Spool(root, LOG_BYTES)
-    spool.prepare()
-    deadline = time.monotonic() + 30
-    while (writer := spool.log.writer()) is None:
-        assert time.monotonic() < deadline, "no ingest log segment was made"
-        time.sleep(0.01)
-    writer.abandon()
-    return spool
 
 
 class _Announced:
@@ -67,7 +57,7 @@ def _store(spool: Spool, filer: Filer, tmp_path: Path, study: str, series: str, 
 
 def test_an_object_that_cannot_be_filed_waits_in_the_log_and_follows_once_it_can(tmp_path: Path) -> None:
     root = tmp_path / "spool"
-    spool = _ready_spool(root)
+    spool, _ = ready_spool(root)
     index = InstanceIndex(tmp_path / "index.sqlite")
     announced = _Announced()
     filer = Filer(spool, index, announced)
@@ -96,7 +86,7 @@ def test_an_object_that_cannot_be_filed_waits_in_the_log_and_follows_once_it_can
 
 def test_an_object_still_unfiled_at_stop_is_filed_at_the_next_start(tmp_path: Path) -> None:
     root = tmp_path / "spool"
-    spool = _ready_spool(root)
+    spool, _ = ready_spool(root)
     index = InstanceIndex(tmp_path / "index.sqlite")
     filer = Filer(spool, index, _Announced())
     filer.start()

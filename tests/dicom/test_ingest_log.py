@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
-from dicom_harness import running_receiver
+from dicom_harness import ready_spool, running_receiver
 from dicom_testdata import ct_slice, dataset_bytes, new_study, save
 
 from suite_daemon.dicom import spool as spool_module
@@ -17,17 +16,6 @@ from suite_daemon.dicom.part10 import dataset_offset
 from suite_daemon.dicom.spool import Spool
 
 LOG_BYTES = 32 * 1024 * 1024
-
-
-def _ready_spool(root: Path) -> tuple[Spool, list]:
-    spool = Spool(root, LOG_BYTES)
-    pending = spool.prepare()
-    deadline = time.monotonic() + 30
-    while (writer := spool.log.writer()) is None:  # segments are made in the background
-        assert time.monotonic() < deadline, "no ingest log segment was made"
-        time.sleep(0.01)
-    writer.abandon()
-    return spool, pending
 
 
 def _objects(tmp_path: Path, count: int) -> list[tuple[Path, bytes, bytes]]:
@@ -44,7 +32,7 @@ def _objects(tmp_path: Path, count: int) -> list[tuple[Path, bytes, bytes]]:
 
 def test_logged_objects_survive_a_crash_and_are_filed_byte_for_byte(tmp_path: Path) -> None:
     root = tmp_path / "spool"
-    spool, pending = _ready_spool(root)
+    spool, pending = ready_spool(root, LOG_BYTES)
     assert pending == []
     objects = _objects(tmp_path, 5)
     for relative, head, data in objects:
@@ -52,7 +40,7 @@ def test_logged_objects_survive_a_crash_and_are_filed_byte_for_byte(tmp_path: Pa
     spool.close()  # as a crash would leave it: no checkpoint, nothing filed
     assert not list(root.glob("*/*/*.dcm"))
 
-    again, pending = _ready_spool(root)
+    again, pending = ready_spool(root, LOG_BYTES)
     try:
         assert [r.relative_path for r in pending] == [str(o[0]) for o in objects]
         for record in pending:
@@ -62,14 +50,14 @@ def test_logged_objects_survive_a_crash_and_are_filed_byte_for_byte(tmp_path: Pa
         assert again.checkpoint(idle=True) >= 1
     finally:
         again.close()
-    third, pending = _ready_spool(root)  # after the checkpoint the log holds nothing any more
+    third, pending = ready_spool(root, LOG_BYTES)  # after the checkpoint the log holds nothing any more
     third.close()
     assert pending == []
 
 
 def test_a_torn_record_and_everything_after_it_is_ignored(tmp_path: Path) -> None:
     root = tmp_path / "spool"
-    spool, _ = _ready_spool(root)
+    spool, _ = ready_spool(root, LOG_BYTES)
     objects = _objects(tmp_path, 3)
     refs = [spool.write(root / relative, head, data) for relative, head, data in objects]
     spool.close()
@@ -80,14 +68,14 @@ def test_a_torn_record_and_everything_after_it_is_ignored(tmp_path: Path) -> Non
         os.pwrite(fd, b"\xff\xfe", last.payload_offset + 100)  # as if the crash hit while it was written
     finally:
         os.close(fd)
-    again, pending = _ready_spool(root)
+    again, pending = ready_spool(root, LOG_BYTES)
     again.close()
     assert [r.relative_path for r in pending] == [str(o[0]) for o in objects[:2]]
 
 
 def test_a_reused_segment_invalidates_its_old_records(tmp_path: Path) -> None:
     root = tmp_path / "spool"
-    spool, _ = _ready_spool(root)
+    spool, _ = ready_spool(root, LOG_BYTES)
     first = _objects(tmp_path, 2)
     refs = [spool.write(root / relative, head, data) for relative, head, data in first]
     for ref, (relative, _, _) in zip(refs, first, strict=True):
@@ -100,14 +88,14 @@ def test_a_reused_segment_invalidates_its_old_records(tmp_path: Path) -> None:
     ref = spool.write(root / relative, head, data)
     assert ref is not None and ref.payload_offset < PAGE * 2  # written from the segment's start again
     spool.close()
-    again, pending = _ready_spool(root)
+    again, pending = ready_spool(root, LOG_BYTES)
     again.close()
     assert [r.relative_path for r in pending] == [str(relative)]
 
 
 def test_a_large_object_streams_to_its_own_file(tmp_path: Path) -> None:
     root = tmp_path / "spool"
-    spool, _ = _ready_spool(root)
+    spool, _ = ready_spool(root, LOG_BYTES)
     try:
         head = b"H" * 300
         chunk = os.urandom(256 * 1024)
@@ -128,7 +116,7 @@ def test_a_large_object_streams_to_its_own_file(tmp_path: Path) -> None:
 async def test_the_receiver_files_logged_objects_before_serving(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     root = state_dir / "spool"
-    spool, _ = _ready_spool(root)
+    spool, _ = ready_spool(root, LOG_BYTES)
     study, series = new_study()
     sources = [save(ct_slice(study, series, i, rows=64, cols=64), tmp_path / "src") for i in range(4)]
     for source in sources:
@@ -148,12 +136,12 @@ async def test_the_receiver_files_logged_objects_before_serving(tmp_path: Path) 
 
 def test_one_receiver_per_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "spool"
-    first, _ = _ready_spool(root)
+    first, _ = ready_spool(root, LOG_BYTES)
     monkeypatch.setattr(spool_module, "_LOCK_WAIT_S", 0.3)
     try:
         with pytest.raises(OSError, match="in use by another receiver"):
             Spool(root, LOG_BYTES).prepare()
     finally:
         first.close()
-    second, _ = _ready_spool(root)  # free again once the first one is closed
+    second, _ = ready_spool(root, LOG_BYTES)  # free again once the first one is closed
     second.close()
