@@ -19,6 +19,8 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from suite_daemon.dicom.ingest_log import write_chunks
+
 ALIGN = 4096
 """Buffer address, file offset and length of every direct write: the largest logical block in use."""
 
@@ -45,9 +47,7 @@ class DirectWriter:
             except OSError as exc:
                 return self._refused(exc)
             try:
-                written = 0
-                while written < padded:
-                    written += os.pwrite(fd, view[written:padded], written)
+                write_chunks(fd, (view[:padded],), 0)
                 os.ftruncate(fd, length)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
@@ -171,12 +171,11 @@ class DirectAppender:
 
     def _write(self, stage: mmap.mmap, length: int, offset: int) -> None:
         with memoryview(stage) as view:
-            done = 0
-            while done < length:
-                try:
-                    done += os.pwrite(self._direct_fd, view[done:length], offset + done)
-                except OSError as exc:
-                    if exc.errno != errno.EINVAL or self._direct_fd == self._fd:
-                        raise
-                    os.close(self._direct_fd)
-                    self._direct_fd = self._fd  # refused after all: the rest through the page cache
+            try:
+                write_chunks(self._direct_fd, (view[:length],), offset)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or self._direct_fd == self._fd:
+                    raise
+                os.close(self._direct_fd)
+                self._direct_fd = self._fd  # refused after all: this stage and the rest through the page cache
+                write_chunks(self._fd, (view[:length],), offset)
