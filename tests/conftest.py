@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests import scu_race
 from tests.broker import Mosquitto
 from tests.daemon_harness import DaemonProcess
+
+scu_race.install()
 
 
 @pytest.fixture(scope="session")

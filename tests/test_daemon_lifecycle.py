@@ -7,21 +7,16 @@ import signal
 import sqlite3
 import time
 
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification
-
+from suite_daemon.dicom.policy import REJECT_CALLING_AE
+from tests.association_probe import request_association
 from tests.broker import Mosquitto
 from tests.mqtt_client import Collector
 
 
 def rejected_associations(port: int, count: int) -> None:
     """Associations from a caller that is not allowed: each one is an `association.rejected` event."""
-    ae = AE(ae_title="INTRUDER")
-    ae.add_requested_context(Verification)
-    ae.acse_timeout = 5
     for _ in range(count):
-        assoc = ae.associate("127.0.0.1", port, ae_title="SUITE_SCP")
-        assert assoc.is_rejected
+        assert request_association(port, "INTRUDER", "SUITE_SCP") == REJECT_CALLING_AE
 
 
 def outbox_rows(daemon: object, topic_like: str = "%") -> int:

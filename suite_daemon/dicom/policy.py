@@ -16,6 +16,7 @@ log = structlog.get_logger()
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # rejected-permanent, service-user, calling-AE-title-not-recognized
 REJECT_CALLED_AE = (0x01, 0x01, 0x07)  # rejected-permanent, service-user, called-AE-title-not-recognized
 REJECT_BUSY = (0x02, 0x03, 0x02)  # rejected-transient, service-provider (presentation), local-limit-exceeded
+REJECT_CHECK_FAILED = (0x02, 0x01, 0x01)  # rejected-transient, service-user, no-reason-given
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from suite_daemon.dicom.filing import Filer
 from suite_daemon.dicom.index import InstanceIndex
 from suite_daemon.dicom.mpps import MppsService
 from suite_daemon.dicom.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from suite_daemon.dicom.policy import CallerPolicy
+from suite_daemon.dicom.policy import REJECT_CHECK_FAILED, CallerPolicy, Rejection
 from suite_daemon.dicom.sop_classes import (
     MPPS,
     NON_STORAGE_TRANSFER_SYNTAXES,
@@ -165,12 +165,18 @@ class DicomReceiver:
         calling = str(rq.calling_ae_title).strip()
         called = str(rq.called_ae_title).strip()
         host, port = str(assoc.requestor.address), int(assoc.requestor.port)
-        active = sum(1 for a in self._server.active_associations if a.is_acceptor) if self._server else 1
-        assert self._policy is not None and self._ctx is not None
-        rejection = self._policy.check(calling, called, host, active)
+        try:
+            active = sum(1 for a in self._server.active_associations if a.is_acceptor) if self._server else 1
+            assert self._policy is not None
+            rejection = self._policy.check(calling, called, host, active)
+        except Exception:
+            # pynetdicom would log and swallow this handler's exception, then accept the caller: refuse instead.
+            log.exception("dicom_caller_check_failed", calling_ae=calling, host=host)
+            rejection = Rejection(REJECT_CHECK_FAILED, "the caller could not be checked")
         if rejection is None:
             return
         assoc.acse.send_reject(*rejection.rsd)
+        assert self._ctx is not None
         log.warning(
             "dicom_association_rejected", calling_ae=calling, called_ae=called, host=host, reason=rejection.reason
         )

@@ -19,6 +19,8 @@ from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from suite_daemon.dicom.part10 import encode_file_meta
+from suite_daemon.dicom.policy import CallerPolicy
+from tests.association_probe import request_association
 
 
 # The ingest log's first-start segment creation (tens of MB of zeros written and synced) coincided with
@@ -100,14 +102,8 @@ def _explicit_le(ds: Dataset) -> bytes:
 
 
 def _associate(port: int, calling: str, bind_host: str = "127.0.0.1", called: str = SCP_AE) -> tuple[bool, tuple]:
-    ae = AE(ae_title=calling)
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", port, ae_title=called, bind_address=(bind_host, 0))
-    if assoc.is_established:
-        assoc.release()
-        return True, ()
-    rsp = assoc.acceptor.primitive
-    return False, (rsp.result, rsp.result_source, rsp.diagnostic) if rsp is not None else ()
+    rejection = request_association(port, calling, called, bind_host)
+    return rejection is None, rejection or ()
 
 
 @pytest.mark.parametrize(
@@ -139,6 +135,20 @@ async def test_caller_not_allowed_is_rejected_and_audited(
     ]
     rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
     assert rc == 0, out
+
+
+async def test_a_failing_caller_check_refuses_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pynetdicom swallows an exception from this handler and would then accept the association.
+    def broken(*_: object) -> None:
+        raise RuntimeError("policy broke")
+
+    monkeypatch.setattr(CallerPolicy, "check", broken)
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0) as scp:
+        ok, rsd = await asyncio.to_thread(_associate, scp.port, "TESTSCU")
+        assert not ok and rsd == (2, 1, 1)  # rejected-transient, service-user, no reason given
+        await scp.wait_for(lambda: bool(scp.rejections))
+        assert scp.rejections[0].reason == "the caller could not be checked"
+        assert scp.audit[0]["event"] == "association_rejected"
 
 
 async def test_empty_allow_list_refuses_everyone(tmp_path: Path) -> None:

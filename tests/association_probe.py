@@ -1,0 +1,74 @@
+"""An A-ASSOCIATE-RQ sent over a plain socket and the answer read back, for tests of who may associate.
+
+pynetdicom's requestor cannot be trusted to report a fast rejection: when the A-ASSOCIATE-RJ arrives and
+its DUL thread closes the connection before the ACSE thread has checked that the socket is connected, it
+aborts without reading the answer (`is_rejected` stays False, `acceptor.primitive` None). Under load the
+daemon's rejection is fast enough to hit that (seen in `make test`). Here the answer PDU is read from the
+socket itself: the same bytes on the wire, with no thread in between.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
+from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import A_ASSOCIATE, ImplementationClassUIDNotification, MaximumLengthNotification
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import Verification
+
+_APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+_A_ASSOCIATE_AC, _A_ASSOCIATE_RJ, _A_RELEASE_RQ = 0x02, 0x03, 0x05
+_RELEASE_RQ = bytes([_A_RELEASE_RQ, 0]) + struct.pack(">I", 4) + bytes(4)
+
+
+def _request(calling: str, called: str) -> bytes:
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = _APPLICATION_CONTEXT
+    primitive.calling_ae_title = calling
+    primitive.called_ae_title = called
+    context = build_context(Verification)
+    context.context_id = 1
+    primitive.presentation_context_definition_list = [context]
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = 16382
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+    primitive.user_information = [max_length, implementation]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    return bytes(pdu.encode())
+
+
+def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    header = _read_exactly(sock, 6)
+    pdu_type, length = header[0], struct.unpack(">I", header[2:6])[0]
+    return pdu_type, _read_exactly(sock, length)
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(data)} of {n} bytes")
+        data += chunk
+    return data
+
+
+def request_association(
+    port: int, calling: str, called: str, bind_host: str = "127.0.0.1", timeout_s: float = 10.0
+) -> tuple[int, int, int] | None:
+    """Ask 127.0.0.1:`port` for a Verification association. Returns the A-ASSOCIATE-RJ's (result, source,
+    reason), or None if it was accepted (then released at once)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s, source_address=(bind_host, 0)) as sock:
+        sock.sendall(_request(calling, called))
+        pdu_type, body = _read_pdu(sock)
+        if pdu_type == _A_ASSOCIATE_RJ:
+            return body[1], body[2], body[3]
+        if pdu_type != _A_ASSOCIATE_AC:
+            raise AssertionError(f"answered with PDU type {pdu_type:#04x}")
+        sock.sendall(_RELEASE_RQ)
+        _read_pdu(sock)  # A-RELEASE-RP
+        return None
