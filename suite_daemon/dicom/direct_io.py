@@ -20,8 +20,9 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from suite_daemon.dicom.ingest_log import write_chunks
+from suite_daemon.dicom.writeback import PAGE, page_ceil
 
-ALIGN = 4096
+ALIGN = PAGE
 """Buffer address, file offset and length of every direct write: the largest logical block in use."""
 
 
@@ -37,7 +38,7 @@ class DirectWriter:
         having written nothing that stays, when the file system takes no direct writes."""
         if not self.supported:
             return False
-        padded = _padded(length)
+        padded = page_ceil(length)
         view = self._buffer(padded)
         try:
             _read_exactly(src_fd, view[:length], offset)
@@ -81,10 +82,6 @@ class DirectWriter:
             buffer = mmap.mmap(-1, max(size, 1024 * 1024))  # page-aligned, and reused: its pages stay warm
             self._local.buffer = buffer
         return memoryview(buffer)
-
-
-def _padded(length: int) -> int:
-    return (length + ALIGN - 1) & ~(ALIGN - 1)
 
 
 def _read_exactly(fd: int, view: memoryview, offset: int) -> None:
@@ -148,7 +145,7 @@ class DirectAppender:
         """Write what is left and cut the file to its size; the appender is closed after."""
         try:
             self._wait()
-            padded = _padded(self._filled)
+            padded = page_ceil(self._filled)
             self._stage[self._filled : padded] = bytes(padded - self._filled)
             self._write(self._stage, padded, self._offset)
             os.ftruncate(self._fd, self._offset + self._filled)

@@ -33,11 +33,10 @@ from pathlib import Path
 
 import structlog
 
-from suite_daemon.dicom.writeback import EarlyWriteback
+from suite_daemon.dicom.writeback import PAGE, EarlyWriteback, page_ceil
 
 log = structlog.get_logger()
 
-PAGE = 4096
 LOG_OBJECT_MAX = 4 * 1024 * 1024
 """Objects larger than this skip the log (their own data dominate their sync cost)."""
 SEGMENT_BYTES = 16 * 1024 * 1024
@@ -52,10 +51,6 @@ _RECORD_HEADER = struct.Struct("<8sQQII")
 _RECORD_HEADER_SIZE = 64
 _META_MAX = 1024
 _ZERO_CHUNK = bytes(1024 * 1024)
-
-
-def _align(n: int) -> int:
-    return (n + PAGE - 1) & ~(PAGE - 1)
 
 
 class Segment:
@@ -172,7 +167,7 @@ class LogWriter:
 
     def _recorded(self, payload_len: int, meta: bytes) -> RecordRef:
         ref = RecordRef(self.segment, self._start + _RECORD_HEADER_SIZE, payload_len)
-        self._log._release(self, _align(self._pos + len(meta)), recorded=True)
+        self._log._release(self, page_ceil(self._pos + len(meta)), recorded=True)
         return ref
 
     def abandon(self) -> None:
@@ -262,7 +257,7 @@ class IngestLog:
                 break  # torn: written but never answered
             segment.records += 1
             yield LoggedRecord(RecordRef(segment, payload_offset, payload_len), meta.decode("utf-8", "replace"))
-            pos = _align(end)
+            pos = page_ceil(end)
         segment.write_pos = pos
 
     # -- writers ---------------------------------------------------------------------------------
