@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from dicom_harness import Running, running_receiver
+
+from tests.dicom.dicom_harness import Running, running_receiver
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom.uid import CTImageStorage, XRayAngiographicImageStorage
 from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, XRayAngiographicImageStorage
 
 from suite_daemon.config import SuiteConfig
 from suite_daemon.daemon.context import DaemonContext
@@ -93,7 +93,7 @@ def make_config(state_dir: Path, port: int, **dicom: Any) -> SuiteConfig:
         ],
     }
     settings.update(dicom)
-    return SuiteConfig(suite={"id": "t", "state_dir": state_dir}, dicom=settings)
+    return SuiteConfig.model_validate({"suite": {"id": "t", "state_dir": state_dir}, "dicom": settings})
 
 
 @contextlib.asynccontextmanager

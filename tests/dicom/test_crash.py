@@ -8,8 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
-from dicom_harness import free_port, running_receiver, store_until_killed
-from dicom_testdata import ct_slice, dataset_bytes, new_study, save, xa_run
+from tests.dicom.dicom_harness import free_port, running_receiver, store_until_killed
+from tests.dicom.dicom_testdata import ct_slice, dataset_bytes, new_study, save, xa_run
 
 
 async def test_sigkill_during_long_store_loses_nothing_acknowledged(tmp_path: Path) -> None:

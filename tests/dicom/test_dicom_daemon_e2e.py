@@ -10,11 +10,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from dicom_harness import SCP_AE, store_until_killed
-from dicom_testdata import ct_slice, dataset_bytes, new_study, save, xa_run
 
+from tests.dicom.dicom_harness import SCP_AE, store_until_killed
+from tests.dicom.dicom_testdata import ct_slice, dataset_bytes, new_study, save, xa_run
 from tests.mqtt_client import Collector
 
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK not installed")
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK 
 CALLERS = '[{ae_title = "STORESCU", host = "127.0.0.1"}, {ae_title = "TESTSCU", host = "*"}]'
 
 
-def _events(collector: Collector, root: str, kind: str) -> list[dict]:
+def _events(collector: Collector, root: str, kind: str) -> list[dict[str, Any]]:
     """Events of `kind` on `R/event` or any `R/procedure/<id>/event` (where the correlator puts them)."""
     return [
         m.json()

@@ -7,14 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
-from dicom_harness import ready_spool
-from dicom_testdata import ct_slice, new_study, save, xa_run
 
 from suite_daemon.dicom import writeback
 from suite_daemon.dicom.direct_io import ALIGN, STAGE_BYTES, DirectAppender, DirectWriter
 from suite_daemon.dicom.part10 import dataset_offset
 from suite_daemon.dicom.spool import _DIRECT_MIN, Spool
 from suite_daemon.dicom.writeback import EarlyWriteback
+from tests.dicom.dicom_harness import ready_spool
+from tests.dicom.dicom_testdata import ct_slice, new_study, save, xa_run
 
 
 @pytest.mark.parametrize("length", [1, ALIGN - 1, ALIGN, ALIGN + 1, 512 * 1024 + 17])

@@ -11,16 +11,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from dicom_harness import SCP_AE, Running, run_tool, running_receiver
-from dicom_testdata import CT, XA, ct_slice, dataset_bytes, new_study, save, xa_run
 from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage
 from pynetdicom import AE, _config
 from pynetdicom.dsutils import encode
-from pynetdicom.sop_class import CTImageStorage, Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import by pynetdicom
 
 from suite_daemon.dicom.part10 import encode_file_meta
 from suite_daemon.dicom.policy import CallerPolicy
 from tests.association_probe import request_association
+from tests.dicom.dicom_harness import SCP_AE, Running, run_tool, running_receiver
+from tests.dicom.dicom_testdata import CT, XA, ct_slice, dataset_bytes, new_study, save, xa_run
 
 
 # The ingest log's first-start segment creation (tens of MB of zeros written and synced) coincided with
@@ -101,7 +102,9 @@ def _explicit_le(ds: Dataset) -> bytes:
     return raw
 
 
-def _associate(port: int, calling: str, bind_host: str = "127.0.0.1", called: str = SCP_AE) -> tuple[bool, tuple]:
+def _associate(
+    port: int, calling: str, bind_host: str = "127.0.0.1", called: str = SCP_AE
+) -> tuple[bool, tuple[int, ...]]:
     rejection = request_association(port, calling, called, bind_host)
     return rejection is None, rejection or ()
 
@@ -161,7 +164,7 @@ async def test_empty_allow_list_refuses_everyone(tmp_path: Path) -> None:
 async def test_too_many_associations_rejected_transiently(tmp_path: Path) -> None:
     async with running_receiver(tmp_path / "state", ingest_log_mb=0, max_associations=1) as scp:
 
-        def two_at_once() -> tuple:
+        def two_at_once() -> tuple[bool, tuple[int, ...]]:
             ae = AE(ae_title="TESTSCU")
             ae.add_requested_context(Verification)
             first = ae.associate("127.0.0.1", scp.port, ae_title=SCP_AE)
@@ -205,14 +208,14 @@ async def test_tls_association(tmp_path: Path) -> None:
     study, series = new_study()
     path = save(ct_slice(study, series, 0), tmp_path / "in")
 
-    def client(with_cert: bool) -> list[int] | str:
+    def client(port: int, with_cert: bool) -> list[int] | str:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki["ca.pem"]))
         if with_cert:
             ctx.load_cert_chain(pki["client.pem"], pki["client.key"])
         ae = AE(ae_title="TESTSCU")
         ae.add_requested_context(Verification)
         ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
-        assoc = ae.associate("127.0.0.1", scp.port, ae_title=SCP_AE, tls_args=(ctx, "127.0.0.1"))
+        assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE, tls_args=(ctx, "127.0.0.1"))
         if not assoc.is_established:
             return "refused"
         try:
@@ -223,12 +226,12 @@ async def test_tls_association(tmp_path: Path) -> None:
     async with running_receiver(tmp_path / "state", ingest_log_mb=0, tls=tls) as scp:
         # a caller that connects and never starts its handshake holds only its own thread
         _, silent = await asyncio.open_connection("127.0.0.1", scp.port)
-        assert await asyncio.to_thread(client, True) == [0, 0]
+        assert await asyncio.to_thread(client, scp.port, True) == [0, 0]
         silent.close()
         await scp.wait_for(lambda: len(scp.images) == 1)
         assert dataset_bytes(scp.images[0].path) == dataset_bytes(path)
-        assert await asyncio.to_thread(client, False) == "refused"  # no client certificate
-        assert await asyncio.to_thread(client, True) == [0, 0]  # and the listener is still fine
+        assert await asyncio.to_thread(client, scp.port, False) == "refused"  # no client certificate
+        assert await asyncio.to_thread(client, scp.port, True) == [0, 0]  # and the listener is still fine
 
 
 async def test_truncated_large_dataset_streamed_to_spool_is_dropped(tmp_path: Path, raw_send: None) -> None:

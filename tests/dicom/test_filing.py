@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dicom_harness import ready_spool
-from dicom_testdata import ct_slice, new_study, save
-
 from suite_daemon.dicom.filing import Filer
 from suite_daemon.dicom.index import InstanceIndex, StoredInstance
 from suite_daemon.dicom.part10 import dataset_offset
 from suite_daemon.dicom.spool import Spool
+from tests.dicom.dicom_harness import ready_spool
+from tests.dicom.dicom_testdata import ct_slice, new_study, save
 
 LOG_BYTES = 32 * 1024 * 1024
 

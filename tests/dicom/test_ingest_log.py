@@ -7,13 +7,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from dicom_harness import ready_spool, running_receiver
-from dicom_testdata import ct_slice, dataset_bytes, new_study, save
 
 from suite_daemon.dicom import spool as spool_module
-from suite_daemon.dicom.ingest_log import LOG_OBJECT_MAX, PAGE
+from suite_daemon.dicom.ingest_log import LOG_OBJECT_MAX
 from suite_daemon.dicom.part10 import dataset_offset
 from suite_daemon.dicom.spool import Spool
+from suite_daemon.dicom.writeback import PAGE
+from tests.dicom.dicom_harness import ready_spool, running_receiver
+from tests.dicom.dicom_testdata import ct_slice, dataset_bytes, new_study, save
 
 LOG_BYTES = 32 * 1024 * 1024
 
@@ -81,6 +82,7 @@ def test_a_reused_segment_invalidates_its_old_records(tmp_path: Path) -> None:
     for ref, (relative, _, _) in zip(refs, first, strict=True):
         assert ref is not None
         spool.file_record(ref, root / relative)
+    assert refs[0] is not None
     generation = refs[0].segment.generation
     assert spool.checkpoint(idle=True) >= 1
     assert refs[0].segment.generation == generation + 1

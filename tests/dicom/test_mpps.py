@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dicom_harness import SCP_AE, Running, running_receiver
-from dicom_testdata import ROOT
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import ModalityPerformedProcedureStep
+from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]  # made at import by pynetdicom
+
+from tests.dicom.dicom_harness import SCP_AE, Running, running_receiver
+from tests.dicom.dicom_testdata import ROOT
 
 
 # The ingest log's first-start segment creation (tens of MB of zeros written and synced) coincided with

@@ -6,12 +6,12 @@ import struct
 import zlib
 
 import pytest
-from dicom_testdata import ct_slice, dose_sr, mr_image, new_study
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import encode
 
 from suite_daemon.dicom.part10 import DatasetError, encode_file_meta, read_header, summarize
+from tests.dicom.dicom_testdata import ct_slice, dose_sr, mr_image, new_study
 
 
 def _encode(ds: Dataset, implicit: bool = False, little: bool = True) -> bytes:

@@ -31,7 +31,7 @@ def test_an_ipv4_caller_seen_on_an_ipv6_socket_matches_its_ipv4_rule() -> None:
 
 
 def test_a_host_name_is_resolved_once_and_matches_its_addresses() -> None:
-    addresses = {info[4][0] for info in socket.getaddrinfo("localhost", None, proto=socket.IPPROTO_TCP)}
+    addresses = {str(info[4][0]) for info in socket.getaddrinfo("localhost", None, proto=socket.IPPROTO_TCP)}
     policy = _policy(("CT01", "localhost"))
     for address in addresses:
         assert policy.check("CT01", "SUITE_SCP", address, active=1) is None

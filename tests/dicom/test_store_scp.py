@@ -8,8 +8,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from dicom_harness import SCP_AE, Running, run_tool
-from dicom_testdata import (
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, CTImageStorage, MRImageStorage
+from pynetdicom import AE
+
+from tests.dicom.dicom_harness import SCP_AE, Running, run_tool
+from tests.dicom.dicom_testdata import (
     BIRTH_DATE,
     ENHANCED_XRAY_DOSE_SR,
     PATIENT_ID,
@@ -23,16 +28,13 @@ from dicom_testdata import (
     save,
     xa_run,
 )
-from pydicom import dcmread
-from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK not installed")
 
 
 def spool_path(scp: Running, path: Path) -> Path:
     ds = dcmread(path, stop_before_pixels=True)
-    return scp.state_dir / "spool" / ds.StudyInstanceUID / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
+    return scp.state_dir / "spool" / str(ds.StudyInstanceUID) / str(ds.SeriesInstanceUID) / f"{ds.SOPInstanceUID}.dcm"
 
 
 def assert_stored_identically(scp: Running, sent: list[Path]) -> None:
@@ -115,8 +117,8 @@ async def test_compressed_transfer_syntaxes(
         assert rc == 0, text
         compressed.append(out)
     assert dcmread(compressed[0], stop_before_pixels=True).file_meta.TransferSyntaxUID == ts
-    rc, out = await run_tool(*storescu(scp, *compressed, extra=(propose,)))
-    assert rc == 0, out
+    rc, text = await run_tool(*storescu(scp, *compressed, extra=(propose,)))
+    assert rc == 0, text
     await scp.wait_for(lambda: len(scp.images) == 3)
     assert_stored_identically(scp, compressed)
     assert {i.summary["transfer_syntax_uid"] for i in scp.images} == {ts}
@@ -157,7 +159,7 @@ async def test_duplicate_instance_stored_once(scp: Running, tmp_path: Path) -> N
         assert db.execute("SELECT count(*) FROM dicom_instances").fetchone()[0] == 1
 
 
-def _pynetdicom_store(port: int, datasets: list) -> list[int]:
+def _pynetdicom_store(port: int, datasets: list[Dataset]) -> list[int]:
     ae = AE(ae_title="TESTSCU")
     ae.add_requested_context(MRImageStorage, ["1.2.840.10008.1.2.1.99"])
     ae.add_requested_context(CTImageStorage)
@@ -172,7 +174,7 @@ def _pynetdicom_store(port: int, datasets: list) -> list[int]:
 async def test_pynetdicom_scu_deflated_mr_with_sar(scp: Running) -> None:
     study, series = new_study()
     mr = mr_image(study, series, 1)
-    mr.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    mr.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1.99")
     ct = ct_slice(study, series, 5)
     statuses = await asyncio.to_thread(_pynetdicom_store, scp.port, [mr, ct])
     assert statuses == [0, 0]
