@@ -16,7 +16,7 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, ImplementationClassUIDNotification, MaximumLengthNotification
 from pynetdicom.presentation import build_context
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import by pynetdicom
 
 _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 _A_ASSOCIATE_AC, _A_ASSOCIATE_RJ, _A_RELEASE_RQ = 0x02, 0x03, 0x05

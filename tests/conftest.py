@@ -10,7 +10,7 @@ import pytest
 
 from tests import scu_race
 from tests.broker import Mosquitto
-from tests.daemon_harness import DaemonProcess
+from tests.daemon_harness import ANY_CALLER, DaemonFactory, DaemonProcess
 
 scu_race.install()
 
@@ -41,15 +41,29 @@ def suite_id() -> str:
 
 
 @pytest.fixture
-def daemon_factory(tmp_path: Path, broker: Mosquitto, suite_id: str) -> Iterator[type]:
+def daemon_factory(tmp_path: Path, broker: Mosquitto, suite_id: str) -> Iterator[DaemonFactory]:
     """Make `DaemonProcess`es for this test; every one still running at the end is stopped."""
     made: list[DaemonProcess] = []
 
-    def make(extra_toml: str = "", **kwargs: object) -> DaemonProcess:
-        daemon = DaemonProcess(tmp_path / f"daemon{len(made)}", broker, suite_id, extra_toml, **kwargs)  # type: ignore[arg-type]
+    def make(
+        extra_toml: str = "",
+        *,
+        dicom_port: int | None = None,
+        allowed_callers: str = ANY_CALLER,
+        dicom_enabled: bool = True,
+    ) -> DaemonProcess:
+        daemon = DaemonProcess(
+            tmp_path / f"daemon{len(made)}",
+            broker,
+            suite_id,
+            extra_toml,
+            dicom_port=dicom_port,
+            allowed_callers=allowed_callers,
+            dicom_enabled=dicom_enabled,
+        )
         made.append(daemon)
         return daemon
 
-    yield make  # type: ignore[misc]
+    yield make
     for daemon in made:
         daemon.terminate()

@@ -12,10 +12,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Protocol
 
 from tests.broker import Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parent.parent
+ANY_CALLER = '[{ae_title = "*", host = "*"}]'
 
 
 class DaemonProcess:
@@ -26,7 +28,7 @@ class DaemonProcess:
         suite_id: str,
         extra_toml: str = "",
         dicom_port: int | None = None,
-        allowed_callers: str = '[{ae_title = "*", host = "*"}]',
+        allowed_callers: str = ANY_CALLER,
         dicom_enabled: bool = True,
     ) -> None:
         self.workdir = workdir
@@ -124,3 +126,16 @@ class DaemonProcess:
 
     def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+class DaemonFactory(Protocol):
+    """The `daemon_factory` fixture: a `DaemonProcess` in a fresh workdir of the test, stopped at its end."""
+
+    def __call__(
+        self,
+        extra_toml: str = "",
+        *,
+        dicom_port: int | None = None,
+        allowed_callers: str = ANY_CALLER,
+        dicom_enabled: bool = True,
+    ) -> DaemonProcess: ...

@@ -11,14 +11,13 @@ to the queue while a `send_*()` is waiting for it; everything else goes to pynet
 
 from __future__ import annotations
 
-from typing import Any
-
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import DimseServiceType
 
 _serve_request = Association._serve_request
 
 
-def _serve_or_hand_back(self: Association, msg: Any, context_id: int) -> None:
+def _serve_or_hand_back(self: Association, msg: DimseServiceType, context_id: int) -> None:
     waiting = not self._reactor_checkpoint.is_set()  # a send_*() has paused the reactor
     if self.is_requestor and waiting and not msg.is_valid_request:
         self.dimse.msg_queue.put((context_id, msg))

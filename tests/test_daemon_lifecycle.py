@@ -10,6 +10,7 @@ import time
 from suite_daemon.dicom.policy import REJECT_CALLING_AE
 from tests.association_probe import request_association
 from tests.broker import Mosquitto
+from tests.daemon_harness import DaemonFactory, DaemonProcess
 from tests.mqtt_client import Collector
 
 
@@ -19,10 +20,11 @@ def rejected_associations(port: int, count: int) -> None:
         assert request_association(port, "INTRUDER", "SUITE_SCP") == REJECT_CALLING_AE
 
 
-def outbox_rows(daemon: object, topic_like: str = "%") -> int:
-    with sqlite3.connect(daemon.state_dir / "outbox.sqlite3") as db:  # type: ignore[attr-defined]
+def outbox_rows(daemon: DaemonProcess, topic_like: str = "%") -> int:
+    with sqlite3.connect(daemon.state_dir / "outbox.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        return db.execute("SELECT COUNT(*) FROM outbox WHERE topic LIKE ?", (topic_like,)).fetchone()[0]
+        count: int = db.execute("SELECT COUNT(*) FROM outbox WHERE topic LIKE ?", (topic_like,)).fetchone()[0]
+        return count
 
 
 def daemon_seqs(collector: Collector, root: str, kind: str | None = None) -> list[int]:
@@ -36,7 +38,9 @@ def daemon_seqs(collector: Collector, root: str, kind: str | None = None) -> lis
 ONLY_CT01 = '[{ae_title = "CT01", host = "*"}]'
 
 
-def test_sigterm_publishes_offline_and_leaves_the_outbox_consistent(daemon_factory: type, broker: Mosquitto) -> None:
+def test_sigterm_publishes_offline_and_leaves_the_outbox_consistent(
+    daemon_factory: DaemonFactory, broker: Mosquitto
+) -> None:
     daemon = daemon_factory(allowed_callers=ONLY_CT01)
     status = Collector(broker.host, broker.port, f"{daemon.root}/status")
     daemon.start()
@@ -57,7 +61,9 @@ def test_sigterm_publishes_offline_and_leaves_the_outbox_consistent(daemon_facto
     late.close()
 
 
-def test_sigkill_with_a_backlog_then_restart_delivers_everything(daemon_factory: type, broker: Mosquitto) -> None:
+def test_sigkill_with_a_backlog_then_restart_delivers_everything(
+    daemon_factory: DaemonFactory, broker: Mosquitto
+) -> None:
     daemon = daemon_factory(allowed_callers=ONLY_CT01)
     subscriber_id = f"{daemon.suite_id}-sub"
     Collector(broker.host, broker.port, f"{daemon.root}/event", client_id=subscriber_id).close()
@@ -85,7 +91,7 @@ def test_sigkill_with_a_backlog_then_restart_delivers_everything(daemon_factory:
     collector.close()
 
 
-def test_daemon_starts_and_serves_without_a_broker(daemon_factory: type, broker: Mosquitto) -> None:
+def test_daemon_starts_and_serves_without_a_broker(daemon_factory: DaemonFactory, broker: Mosquitto) -> None:
     broker.stop()
     daemon = daemon_factory(allowed_callers=ONLY_CT01)
     daemon.start()  # READY without a broker: the receiver must not depend on MQTT
@@ -97,7 +103,7 @@ def test_daemon_starts_and_serves_without_a_broker(daemon_factory: type, broker:
     collector.close()
 
 
-def test_sigkill_leaves_offline_as_the_last_will(daemon_factory: type, broker: Mosquitto) -> None:
+def test_sigkill_leaves_offline_as_the_last_will(daemon_factory: DaemonFactory, broker: Mosquitto) -> None:
     daemon = daemon_factory(allowed_callers=ONLY_CT01, dicom_enabled=False)
     status = Collector(broker.host, broker.port, f"{daemon.root}/status")
     daemon.start()
@@ -111,7 +117,9 @@ def test_sigkill_leaves_offline_as_the_last_will(daemon_factory: type, broker: M
     late.close()
 
 
-def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(daemon_factory: type, broker: Mosquitto) -> None:
+def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(
+    daemon_factory: DaemonFactory, broker: Mosquitto
+) -> None:
     """Two daemons on one state dir would fight over its journals, outbox and broker session (seen in QA:
     every commit of the second failed on the journal lock, both kept kicking each other off the broker)."""
     import subprocess

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from suite_daemon.daemon.context import Submission
 from suite_daemon.events import Alerted, Event
 from suite_daemon.mqtt.outbox import Outbox
 from suite_daemon.pipeline.correlation import Outcome
@@ -43,7 +44,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 async def test_commit_on_a_full_disk_is_refused_and_the_pipeline_recovers(tiny_disk: Path) -> None:
     outbox = Outbox(tiny_disk / "outbox.sqlite3", 1_000_000)
     await outbox.open()
-    inputs: asyncio.Queue = asyncio.Queue()
+    inputs: asyncio.Queue[Submission] = asyncio.Queue()
     pipeline = Pipeline(inputs, UnassignedCorrelator(), outbox, router("suite/t"), NullJournals(), lambda: None, 0.8)
     task = asyncio.create_task(pipeline.run())
     ballast = tiny_disk / "ballast"

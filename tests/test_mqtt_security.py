@@ -8,8 +8,11 @@ import subprocess
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from suite_daemon.config import SuiteConfig
+from suite_daemon.config.models import MqttSection, MqttTLS, SuiteSection
+from suite_daemon.daemon.context import Submission
 from suite_daemon.events import Event, utc_now
 from suite_daemon.mqtt.outbox import Outbox
 from suite_daemon.mqtt.publisher import Publisher
@@ -82,19 +85,19 @@ async def test_password_file_and_tls(tmp_path: Path, suite_id: str) -> None:
     secret = tmp_path / "mqtt.password"
     secret.write_text("s3cret\n")
     config = SuiteConfig(
-        suite={"id": suite_id, "state_dir": tmp_path / "state"},
-        mqtt={
-            "host": "127.0.0.1",
-            "port": tls_port,
-            "username": "daemon",
-            "password_file": secret,
-            "tls": {"ca_file": ca},
-            "reconnect_min_s": 0.2,
-            "reconnect_max_s": 1.0,
-        },
+        suite=SuiteSection(id=suite_id, state_dir=tmp_path / "state"),
+        mqtt=MqttSection(
+            host="127.0.0.1",
+            port=tls_port,
+            username="daemon",
+            password_file=secret,
+            tls=MqttTLS(ca_file=ca),
+            reconnect_min_s=0.2,
+            reconnect_max_s=1.0,
+        ),
     )
     received: list[bytes] = []
-    subscriber = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{suite_id}-sub")
+    subscriber = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{suite_id}-sub")
     subscriber.username_pw_set("daemon", "s3cret")
     subscriber.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
     subscriber.on_message = lambda c, u, m: received.append(bytes(m.payload))
@@ -104,7 +107,7 @@ async def test_password_file_and_tls(tmp_path: Path, suite_id: str) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite3", 1000)
     await outbox.open()
     publisher = Publisher(config, outbox, utc_now())
-    inputs: asyncio.Queue = asyncio.Queue()
+    inputs: asyncio.Queue[Submission] = asyncio.Queue()
     pipeline = Pipeline(
         inputs, UnassignedCorrelator(), outbox, router(config.topic_root), NullJournals(), publisher.wake, 0.8
     )
@@ -135,15 +138,15 @@ async def test_wrong_password_keeps_retrying_without_crashing(tmp_path: Path, su
     secret = tmp_path / "mqtt.password"
     secret.write_text("wrong\n")
     config = SuiteConfig(
-        suite={"id": suite_id, "state_dir": tmp_path / "state"},
-        mqtt={
-            "host": broker.host,
-            "port": broker.port,
-            "username": "daemon",
-            "password_file": secret,
-            "reconnect_min_s": 0.1,
-            "reconnect_max_s": 0.2,
-        },
+        suite=SuiteSection(id=suite_id, state_dir=tmp_path / "state"),
+        mqtt=MqttSection(
+            host=broker.host,
+            port=broker.port,
+            username="daemon",
+            password_file=secret,
+            reconnect_min_s=0.1,
+            reconnect_max_s=0.2,
+        ),
     )
     outbox = Outbox(tmp_path / "outbox.sqlite3", 1000)
     await outbox.open()

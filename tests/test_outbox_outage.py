@@ -6,8 +6,11 @@ import asyncio
 import signal
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from suite_daemon.config import SuiteConfig
+from suite_daemon.config.models import MqttSection, SuiteSection
+from suite_daemon.daemon.context import Submission
 from suite_daemon.events import Event
 from suite_daemon.mqtt.outbox import Outbox
 from suite_daemon.mqtt.publisher import Publisher
@@ -23,7 +26,7 @@ class NullJournals:
     def record_events(self, events: list[Event]) -> None:
         pass
 
-    def record(self, entries: object) -> None:
+    def record(self, entries: list[tuple[str, str, dict[str, Any]]]) -> None:
         pass
 
     def flush(self) -> None:
@@ -32,8 +35,10 @@ class NullJournals:
 
 def config_for(broker: Mosquitto, suite_id: str, state_dir: Path, **mqtt: object) -> SuiteConfig:
     return SuiteConfig(
-        suite={"id": suite_id, "state_dir": state_dir},
-        mqtt={"host": broker.host, "port": broker.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, **mqtt},
+        suite=SuiteSection(id=suite_id, state_dir=state_dir),
+        mqtt=MqttSection.model_validate(
+            {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, **mqtt}
+        ),
     )
 
 
@@ -70,7 +75,7 @@ async def ten_thousand_events_across(outage: str, broker: Mosquitto, suite_id: s
     outbox = Outbox(tmp_path / "outbox.sqlite3", config.mqtt.outbox_max_events)
     await outbox.open()
     publisher = Publisher(config, outbox, started_at=Event("daemon.started", "t", {}).time)
-    inputs: asyncio.Queue = asyncio.Queue()
+    inputs: asyncio.Queue[Submission] = asyncio.Queue()
     pipeline = Pipeline(inputs, UnassignedCorrelator(), outbox, router(root), NullJournals(), publisher.wake, 0.8)
     tasks = [asyncio.create_task(publisher.run()), asyncio.create_task(pipeline.run())]
     procedures = ["p-a", "p-b", "p-c"]
@@ -142,7 +147,7 @@ async def test_outbox_is_bounded_and_alerts(broker: Mosquitto, suite_id: str, tm
     broker.stop()
     outbox = Outbox(tmp_path / "outbox.sqlite3", config.mqtt.outbox_max_events)
     await outbox.open()
-    inputs: asyncio.Queue = asyncio.Queue()
+    inputs: asyncio.Queue[Submission] = asyncio.Queue()
     pipeline = Pipeline(
         inputs,
         UnassignedCorrelator(),

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
+from paho.mqtt.reasoncodes import ReasonCode
 
 from suite_daemon.config import SuiteConfig
+from suite_daemon.config.models import MqttSection, SuiteSection
 from suite_daemon.events import utc_now
 from suite_daemon.mqtt.outbox import Outbox
 from suite_daemon.mqtt.publisher import Publisher
@@ -24,14 +27,18 @@ async def test_a_cancel_swallowed_while_subscribing_still_stops_the_publisher(
     subscribing = asyncio.Event()
     real_subscribe = aiomqtt.Client.subscribe
 
-    async def subscribe_swallowing_cancel(self: aiomqtt.Client, *args: object, **kwargs: object) -> object:
+    async def subscribe_swallowing_cancel(
+        self: aiomqtt.Client, *args: Any, **kwargs: Any
+    ) -> tuple[int, ...] | list[ReasonCode]:
         subscribing.set()
         with contextlib.suppress(asyncio.CancelledError):  # the race in wait_for: the cancel is lost
             await asyncio.sleep(0.5)
         return await real_subscribe(self, *args, **kwargs)
 
     monkeypatch.setattr(aiomqtt.Client, "subscribe", subscribe_swallowing_cancel)
-    config = SuiteConfig(suite={"id": suite_id, "state_dir": tmp_path}, mqtt={"host": broker.host, "port": broker.port})
+    config = SuiteConfig(
+        suite=SuiteSection(id=suite_id, state_dir=tmp_path), mqtt=MqttSection(host=broker.host, port=broker.port)
+    )
     outbox = Outbox(tmp_path / "outbox.sqlite3", config.mqtt.outbox_max_events)
     await outbox.open()
     try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -13,13 +14,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from suite_daemon.config import SuiteConfig
+from suite_daemon.config.models import MqttSection, SuiteSection
 from suite_daemon.events import utc_now
 from suite_daemon.mqtt.outbox import Message, Outbox
 from suite_daemon.mqtt.publisher import Publisher
 from tests.broker import Mosquitto
 
 
-async def _until(predicate: Any, limit_s: float = 20.0) -> None:
+async def _until(predicate: Callable[[], bool], limit_s: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
     while not predicate():
@@ -42,7 +44,9 @@ async def test_a_connection_found_dead_while_publishing_leaves_no_unretrieved_er
         if armed and topic.endswith("/probe"):
             armed = False
             lost = ReasonCode(PacketTypes.DISCONNECT, identifier=128)
-            self.on_disconnect(self, None, mqtt.DisconnectFlags(False), lost, None)  # what paho's loop does
+            # what paho's loop does (with the VERSION2 callbacks aiomqtt asks for, cast as paho casts them)
+            on_disconnect = cast(mqtt.CallbackOnDisconnect_v2, self.on_disconnect)
+            on_disconnect(self, None, mqtt.DisconnectFlags(False), lost, None)
             info = mqtt.MQTTMessageInfo(0)
             info.rc = mqtt.MQTT_ERR_NO_CONN
             return info
@@ -54,8 +58,8 @@ async def test_a_connection_found_dead_while_publishing_leaves_no_unretrieved_er
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _loop, context: reported.append(str(context.get("message"))))
     config = SuiteConfig(
-        suite={"id": suite_id, "state_dir": tmp_path},
-        mqtt={"host": broker.host, "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+        suite=SuiteSection(id=suite_id, state_dir=tmp_path),
+        mqtt=MqttSection(host=broker.host, port=broker.port, reconnect_min_s=0.1, reconnect_max_s=0.5),
     )
     outbox = Outbox(tmp_path / "outbox.sqlite3", config.mqtt.outbox_max_events)
     await outbox.open()

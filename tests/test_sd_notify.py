@@ -9,12 +9,15 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from suite_daemon.daemon.sd_notify import Notifier, watchdog_interval_s
 from tests.broker import Mosquitto
+from tests.daemon_harness import DaemonFactory
 from tests.mqtt_client import Collector
 
 
-def test_notifier_is_a_no_op_without_systemd(monkeypatch: object) -> None:
+def test_notifier_is_a_no_op_without_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
     os.environ.pop("NOTIFY_SOCKET", None)
     notifier = Notifier()
     assert not notifier.enabled
@@ -43,7 +46,7 @@ def test_notifier_writes_to_an_abstract_socket() -> None:
         assert server.recv(100) == b"STATUS=hello"
 
 
-def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch: object) -> None:
+def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch: pytest.MonkeyPatch) -> None:
     os.environ["WATCHDOG_USEC"] = "4000000"
     os.environ["WATCHDOG_PID"] = str(os.getpid())
     try:
@@ -54,7 +57,7 @@ def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch: object) -> None
         del os.environ["WATCHDOG_USEC"], os.environ["WATCHDOG_PID"]
 
 
-def test_daemon_speaks_the_protocol_in_order(daemon_factory: type, broker: Mosquitto) -> None:
+def test_daemon_speaks_the_protocol_in_order(daemon_factory: DaemonFactory, broker: Mosquitto) -> None:
     daemon = daemon_factory()
     status = Collector(broker.host, broker.port, f"{daemon.root}/status")
     daemon.start(env={"WATCHDOG_USEC": "1000000"})

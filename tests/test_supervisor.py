@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from suite_daemon.config import SuiteConfig
+from suite_daemon.config.models import SuiteSection
 from suite_daemon.daemon import supervisor as supervisor_module
 from suite_daemon.daemon.context import DaemonContext
 from suite_daemon.daemon.supervisor import Supervisor
-from suite_daemon.events import Alerted
+from suite_daemon.events import Alerted, Input
+from suite_daemon.pipeline.correlation import Outcome
 
 
 class Flaky:
@@ -49,7 +51,7 @@ class Steady:
 
 async def test_failed_component_is_reported_and_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(supervisor_module, "BACKOFF_MIN_S", 0.01)
-    config = SuiteConfig(suite={"id": "t", "state_dir": tmp_path})
+    config = SuiteConfig(suite=SuiteSection(id="t", state_dir=tmp_path))
     ctx = DaemonContext(config, asyncio.get_running_loop(), asyncio.Queue())
     changes: list[str] = []
     supervisor = Supervisor(ctx)
@@ -62,11 +64,13 @@ async def test_failed_component_is_reported_and_restarted(tmp_path: Path, monkey
             break
         await asyncio.sleep(0.01)
     assert flaky.runs == 4
-    alerts = []
+    alerts: list[Input] = []
     while not ctx.inputs.empty():
         item, _ = ctx.inputs.get_nowait()
+        assert item is not None and not isinstance(item, Outcome)  # components submit inputs only
         alerts.append(item)
     assert [a.kind for a in alerts if isinstance(a, Alerted)] == ["component_failed"] * 3
+    assert isinstance(alerts[0], Alerted)
     assert alerts[0].level == "warning" and "port vanished (1)" in alerts[0].message
     assert supervisor.states["flaky"].failures == 3
     assert supervisor.states["steady"].state == "running"

@@ -8,11 +8,11 @@ import subprocess
 import time
 
 from tests.broker import Mosquitto, free_port
-from tests.daemon_harness import REPO
+from tests.daemon_harness import REPO, DaemonFactory
 from tests.test_daemon_lifecycle import ONLY_CT01, rejected_associations
 
 
-def test_tail_prints_live_events_and_stops_on_sigint(daemon_factory: type, broker: Mosquitto) -> None:
+def test_tail_prints_live_events_and_stops_on_sigint(daemon_factory: DaemonFactory, broker: Mosquitto) -> None:
     daemon = daemon_factory(allowed_callers=ONLY_CT01)
     daemon.start()
     tail = subprocess.Popen(
@@ -30,7 +30,7 @@ def test_tail_prints_live_events_and_stops_on_sigint(daemon_factory: type, broke
         assert tail.wait(20) == 0
 
 
-def test_tail_without_a_broker_exits_69(daemon_factory: type) -> None:
+def test_tail_without_a_broker_exits_69(daemon_factory: DaemonFactory) -> None:
     daemon = daemon_factory(extra_toml="")
     text = daemon.config_path.read_text().replace(f"port = {daemon.broker.port}\n", f"port = {free_port()}\n")
     daemon.config_path.write_text(text)

@@ -7,12 +7,17 @@ import concurrent.futures
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suite_daemon.config import SuiteConfig
 from suite_daemon.events import Input
 
-Submission = tuple[Input, "concurrent.futures.Future[None] | None"]
+if TYPE_CHECKING:
+    from suite_daemon.pipeline.correlation import Outcome
+
+Submission = tuple["Input | Outcome | None", "concurrent.futures.Future[None] | None"]
+"""What the pipeline's queue carries: an input, with the future a durable submitter waits on; an outcome
+made elsewhere, committed as it is (an operator command's rejection); or `(None, None)`, to stop."""
 
 
 @dataclass

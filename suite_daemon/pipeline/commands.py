@@ -80,6 +80,6 @@ class CommandIntake:
                 {"action": action, "request_id": exc.request_id, "error": str(exc)},
             )
             reply = response(self.ctx.config.topic_root, exc.request_id, "error", error=str(exc))
-            self.ctx.inputs.put_nowait((Outcome(events=[alert_event(alert)], messages=[reply]), None))  # type: ignore[arg-type]
+            self.ctx.inputs.put_nowait((Outcome(events=[alert_event(alert)], messages=[reply]), None))
             return
         self.ctx.submit(command)

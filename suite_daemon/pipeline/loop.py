@@ -8,10 +8,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import structlog
 
+from suite_daemon.daemon.context import Submission
 from suite_daemon.events import Alerted, AlertLevel, Event, Input, utc_now
 from suite_daemon.mqtt.outbox import Fill, Outbox, Route
 from suite_daemon.pipeline.conversions import alert_event
@@ -22,8 +23,6 @@ log = structlog.get_logger(__name__)
 MAX_BATCH = 1000
 TICK_S = 1.0
 OVERFLOW_ALERT_EVERY_S = 60.0
-
-Submission = tuple[Input, "concurrent.futures.Future[None] | None"]
 
 
 class Journals(Protocol):
@@ -85,8 +84,8 @@ class Pipeline:
                 next_tick = loop.time() + TICK_S
             await self._commit(outcome, [done for _, done in batch if done is not None])
 
-    def _needs_prepare(self, item: Input | None) -> bool:
-        if item is None:
+    def _needs_prepare(self, item: Input | Outcome | None) -> TypeGuard[Input]:
+        if item is None or isinstance(item, Outcome):
             return False
         try:
             return self.correlator.needs_prepare(item)
@@ -115,7 +114,7 @@ class Pipeline:
     def stop(self) -> None:
         """Finish the batch at hand, then return from `run`."""
         self._stopping = True
-        self.inputs.put_nowait((None, None))  # type: ignore[arg-type]
+        self.inputs.put_nowait((None, None))
 
     async def emit(self, events: list[Event]) -> None:
         """Commit events made outside the correlator (daemon start and stop)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,7 @@ class State:
         return self.journal_dir / f"{procedure_id}.jsonl"
 
 
-def summary(procedure_id: str, state: str, opened: datetime, closed: datetime | None, **extra: Any) -> dict:
+def summary(procedure_id: str, state: str, opened: datetime, closed: datetime | None, **extra: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "schema": 1,
         "procedure_id": procedure_id,
@@ -65,7 +66,7 @@ def summary(procedure_id: str, state: str, opened: datetime, closed: datetime | 
     return base
 
 
-def index_procedure(root: Path, summary_doc: dict, *, raw_summary: str | None = None) -> None:
+def index_procedure(root: Path, summary_doc: dict[str, Any], *, raw_summary: str | None = None) -> None:
     root.mkdir(parents=True, exist_ok=True)
     with closing(sqlite3.connect(root / "index.sqlite3")) as db, db:
         db.execute("PRAGMA journal_mode=WAL")
@@ -84,14 +85,17 @@ def index_procedure(root: Path, summary_doc: dict, *, raw_summary: str | None = 
         )
 
 
-def event(journal: AuditJournal, kind: str, at: datetime, source: str, data: dict, **kw: Any) -> None:
+def event(journal: AuditJournal, kind: str, at: datetime, source: str, data: dict[str, Any], **kw: Any) -> None:
     procedure_id = journal.path.stem
     journal.append(kind, {"procedure_id": procedure_id, "source": source, "data": data}, time=at, **kw)
 
 
-def write_fluoro_procedure(root: Path, procedure_id: str = "20261122-0001") -> dict:
+def write_fluoro_procedure(root: Path, procedure_id: str = "20261122-0001") -> dict[str, Any]:
     """A closed XA procedure: meter samples, images, an RDSR, two injection phases, an alert."""
-    at = lambda seconds: T0 + timedelta(seconds=seconds)  # noqa: E731
+
+    def at(seconds: float) -> datetime:
+        return T0 + timedelta(seconds=seconds)
+
     with AuditJournal(root / "journal" / f"{procedure_id}.jsonl") as j:
         event(j, "procedure.opened", at(0), "mpps", {"reason": "mpps in progress"}, sync=True)
         event(j, "device.status", at(2), "dap1", {"state": "connected", "detail": ""})
@@ -171,7 +175,7 @@ def write_fluoro_procedure(root: Path, procedure_id: str = "20261122-0001") -> d
     return doc
 
 
-def write_ct_procedure(root: Path, procedure_id: str = "20261122-0002") -> dict:
+def write_ct_procedure(root: Path, procedure_id: str = "20261122-0002") -> dict[str, Any]:
     """An open CT procedure with an RDSR."""
     opened = T0 + timedelta(hours=1)
     with AuditJournal(root / "journal" / f"{procedure_id}.jsonl") as j:
@@ -193,6 +197,9 @@ def write_ct_procedure(root: Path, procedure_id: str = "20261122-0002") -> dict:
 
 
 # -- tampering, as an attacker with write access to the file would do it ------------------------------
+
+Tamper = Callable[[list[bytes]], list[bytes]]
+"""A tampering: a journal's lines in, the altered lines out."""
 
 
 def lines_of(path: Path) -> list[bytes]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from audit_fixtures import State, write_ct_procedure, write_fluoro_procedure
 
 from suite_daemon.config import SuiteConfig
+from tests.audit.audit_fixtures import State, write_ct_procedure, write_fluoro_procedure
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def state(tmp_path: Path) -> State:
     root.mkdir()
     config_file = tmp_path / "suite.toml"
     config_file.write_text(f'[suite]\nid = "ir-1"\nstate_dir = "{root}"\n', encoding="utf-8")
-    return State(root, SuiteConfig(suite={"id": "ir-1", "state_dir": root}), config_file)
+    return State(root, SuiteConfig.model_validate({"suite": {"id": "ir-1", "state_dir": root}}), config_file)
 
 
 @pytest.fixture

@@ -7,12 +7,14 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from audit_fixtures import (
+
+from suite_daemon.audit import verify_file
+from tests.audit.audit_fixtures import (
     State,
+    Tamper,
     delete,
     edit,
     insert_forged,
@@ -22,8 +24,7 @@ from audit_fixtures import (
     write_fluoro_procedure,
     write_lines,
 )
-
-from suite_daemon.audit import verify_file
+from tests.daemon_harness import DaemonFactory
 
 PID = "20261122-0001"
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def cli(config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     [(edit, 5), (delete, 5), (insert_forged, 7), (reorder, 5), (truncate_records, 106)],
     ids=["edit", "delete", "insert", "reorder", "truncate"],
 )
-def test_cli_audit_verify_names_file_and_record(state: State, tamper: Callable, bad_line: int) -> None:
+def test_cli_audit_verify_names_file_and_record(state: State, tamper: Tamper, bad_line: int) -> None:
     write_fluoro_procedure(state.root, PID)
     path = state.journal(PID)
     write_lines(path, tamper(lines_of(path)))
@@ -73,7 +74,7 @@ def test_cli_intact_and_data_commands(populated: State, tmp_path: Path) -> None:
     assert cli(populated.config_file, "report", "nope", "--format", "json", "-o", str(tmp_path / "x")).returncode == 1
 
 
-def test_daemon_journal_verifies_and_tampering_is_caught(daemon_factory: Callable) -> None:
+def test_daemon_journal_verifies_and_tampering_is_caught(daemon_factory: DaemonFactory) -> None:
     daemon = daemon_factory(dicom_enabled=False)
     daemon.start()
     journal = daemon.state_dir / "journal" / "daemon.jsonl"

@@ -7,10 +7,10 @@ import sqlite3
 from contextlib import closing
 
 import pytest
-from audit_fixtures import T0, State, event, index_procedure, summary, write_fluoro_procedure
 
 from suite_daemon.audit import AuditJournal
 from suite_daemon.inspect import PROCEDURES_DDL, cmd_procedures, cmd_show
+from tests.audit.audit_fixtures import T0, State, event, index_procedure, summary, write_fluoro_procedure
 
 FLUORO, CT = "20261122-0001", "20261122-0002"
 

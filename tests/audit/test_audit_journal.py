@@ -9,6 +9,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -25,14 +26,14 @@ from suite_daemon.audit import (
 ZEROS = "0" * 64
 
 
-def independent_hash(record: dict) -> str:
+def independent_hash(record: dict[str, Any]) -> str:
     """The contract's rule, written out again here so the test does not trust the code under test."""
     body = {k: v for k, v in record.items() if k != "hash"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def read_records(path: Path) -> list[dict]:
+def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
@@ -167,7 +168,7 @@ def test_concurrent_appends_keep_one_valid_chain(tmp_path: Path) -> None:
         ({"data": object()}, "not JSON"),
     ],
 )
-def test_bad_fields_are_refused_and_nothing_is_written(tmp_path: Path, fields: dict, message: str) -> None:
+def test_bad_fields_are_refused_and_nothing_is_written(tmp_path: Path, fields: dict[str, Any], message: str) -> None:
     path = tmp_path / "P1.jsonl"
     with AuditJournal(path) as journal:
         journal.append("procedure.opened", {})

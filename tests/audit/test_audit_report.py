@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from audit_fixtures import T0, State, event, index_procedure, summary, write_fluoro_procedure
 
 from suite_daemon.audit import AuditJournal
 from suite_daemon.inspect import cmd_report
 from suite_daemon.inspect.timeline import build_timeline, find_quantity
+from tests.audit.audit_fixtures import T0, State, event, index_procedure, summary, write_fluoro_procedure
 
 FLUORO, CT = "20261122-0001", "20261122-0002"
 
@@ -134,13 +135,13 @@ def test_empty_procedure_still_reports(state: State, tmp_path: Path) -> None:
         ({"dap_gym2": True}, "dap_gym2", None),
     ],
 )
-def test_quantities_are_read_in_contract_units(values: dict, quantity: str, expected: float | None) -> None:
+def test_quantities_are_read_in_contract_units(values: dict[str, Any], quantity: str, expected: float | None) -> None:
     found = find_quantity(values, quantity)
     assert found == (pytest.approx(expected) if expected is not None else None)
 
 
 def test_timeline_adds_meter_segments_and_places_phases() -> None:
-    def rec(seconds: int, kind: str, data: dict) -> dict:
+    def rec(seconds: int, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         return {"time": (T0 + timedelta(seconds=seconds)).isoformat(), "event": kind, "source": "m", "data": data}
 
     records = [
@@ -212,11 +213,11 @@ def test_pump_state_changes_become_phases_with_their_volume() -> None:
     """Pumps report state changes (`injection.phase` {device, kind: phase, state, previous}): a phase runs from
     entering a flowing state to the next change, its volume is the counter's growth; pauses are not phases."""
 
-    def notice(seconds: float, state: str) -> dict:
+    def notice(seconds: float, state: str) -> dict[str, Any]:
         data = {"device": "pump1", "driver": "newera-pump", "kind": "phase", "state": state, "previous": "x"}
         return {"time": _at(seconds), "event": "injection.phase", "source": "device:pump1", "data": data}
 
-    def sample(seconds: float, volume: float, flow: float) -> dict:
+    def sample(seconds: float, volume: float, flow: float) -> dict[str, Any]:
         data = {"device": "pump1", "driver": "newera-pump", "values": {"volume_ml": volume, "flow_mlps": flow}}
         return {"time": _at(seconds), "event": "injection.sample", "source": "device:pump1", "data": data}
 
@@ -245,7 +246,7 @@ def test_injector_phases_sent_one_record_each_are_laid_end_to_end() -> None:
     SR arrived, with a duration but no times: they follow each other, they do not overlap."""
     sop = "1.2.826.0.1.3680043.8.498.43"
 
-    def phase(index: int, agent: str, duration: float) -> dict:
+    def phase(index: int, agent: str, duration: float) -> dict[str, Any]:
         data = {"source": "agent_sr", "sop_instance_uid": sop, "index": index, "agent": agent, "duration_s": duration}
         return {"time": _at(100), "event": "injection.phase", "source": "dicom", "data": data}
 
@@ -291,7 +292,7 @@ def test_pdf_text_keeps_long_alert_kinds_and_messages_whole(state: State) -> Non
 def test_device_status_changes_close_together_share_one_label() -> None:
     from suite_daemon.inspect.plot import _grouped_devices
 
-    def status(seconds: float, device: str, state: str) -> dict:
+    def status(seconds: float, device: str, state: str) -> dict[str, Any]:
         return {"time": _at(seconds), "event": "device.status", "data": {"device": device, "state": state}}
 
     records = [status(1, "dap1", "connected"), status(1.1, "pump1", "connected"), status(1.2, "pump1", "fault"),

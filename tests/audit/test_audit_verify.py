@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from audit_fixtures import (
+
+from suite_daemon.audit import AuditJournal, verify_dir, verify_file
+from suite_daemon.inspect import cmd_audit_verify
+from tests.audit.audit_fixtures import (
     T0,
     State,
+    Tamper,
     blank_line,
     delete,
     edit,
@@ -27,13 +30,10 @@ from audit_fixtures import (
     write_lines,
 )
 
-from suite_daemon.audit import AuditJournal, verify_dir, verify_file
-from suite_daemon.inspect import cmd_audit_verify
-
 PID = "20261122-0001"
 
 
-CASES: list[tuple[str, Callable[[list[bytes]], list[bytes]], int, str]] = [
+CASES: list[tuple[str, Tamper, int, str]] = [
     # name, tamper, first bad line (1-based), words in the reason
     ("edit", edit, 5, "hash mismatch"),
     ("edit_and_reseal", edit_and_reseal, 6, "prev"),
@@ -49,7 +49,12 @@ CASES: list[tuple[str, Callable[[list[bytes]], list[bytes]], int, str]] = [
 
 @pytest.mark.parametrize(("name", "tamper", "bad_line", "reason"), CASES, ids=[c[0] for c in CASES])
 def test_tampering_is_detected(
-    state: State, capsys: pytest.CaptureFixture[str], name: str, tamper: Callable, bad_line: int, reason: str
+    state: State,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    tamper: Tamper,
+    bad_line: int,
+    reason: str,
 ) -> None:
     write_fluoro_procedure(state.root, PID)
     path = state.journal(PID)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, Unpack
 
 from pydicom.uid import generate_uid
 
@@ -35,8 +35,8 @@ AGENT_SR = "1.2.840.10008.5.1.4.1.1.88.75"
 def config(
     tmp: Path, procedure: Mapping[str, Any] | None = None, alerts: Mapping[str, Any] | None = None
 ) -> SuiteConfig:
-    return SuiteConfig(
-        suite={"id": "ir-1", "state_dir": tmp}, procedure=dict(procedure or {}), alerts=dict(alerts or {})
+    return SuiteConfig.model_validate(
+        {"suite": {"id": "ir-1", "state_dir": tmp}, "procedure": dict(procedure or {}), "alerts": dict(alerts or {})}
     )
 
 
@@ -47,7 +47,7 @@ class Machine:
     state: dict[str, str] = field(default_factory=dict)
     seq: dict[str, int] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
-    messages: list[tuple[str, Any, bool]] = field(default_factory=list)
+    messages: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)
     journal: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     index: ProcedureIndex | None = None
 
@@ -97,7 +97,8 @@ class Machine:
         return [e.type for e in self.of(pid)]
 
     def pids(self) -> list[str]:
-        return list(dict.fromkeys(e.procedure_id for e in self.events if e.type == "procedure.opened"))
+        opened = (e.procedure_id for e in self.events if e.type == "procedure.opened")
+        return list(dict.fromkeys(pid for pid in opened if pid is not None))
 
     def summary(self, pid: str) -> dict[str, Any]:
         found = [p for t, p, _ in self.messages if t == f"suite/ir-1/procedure/{pid}/summary"]
@@ -149,13 +150,13 @@ def mpps(
     status: str,
     study: str | None,
     *,
-    action: str = "create",
+    action: Literal["create", "set"] = "create",
     attributes: Mapping[str, Any] | None = None,
     accession: str | None = "auto",
 ) -> MppsReceived:
     """The accession number defaults to `A<study uid>` (one accession per study)."""
     accession = f"A{study}" if accession == "auto" else accession
-    return MppsReceived(action, uid, status, dict(attributes or {}), study, accession, at)  # type: ignore[arg-type]
+    return MppsReceived(action, uid, status, dict(attributes or {}), study, accession, at)
 
 
 def dose_sample(at: datetime, dap: float, *, device: str = "dap1", segment: int = 0, **values: float) -> DeviceSampled:
@@ -172,5 +173,16 @@ def pump_alarm(at: datetime, message: str, device: str = "pump1") -> DeviceNotic
     return DeviceNoticed(device, "newera-pump", "alarm", {"code": "OCC", "message": message}, at)
 
 
-def command(at: datetime, action: str, request_id: str = "r1", **fields: str) -> OperatorCommanded:
-    return OperatorCommanded(action, request_id, time=at, **fields)  # type: ignore[arg-type]
+class CommandFields(TypedDict, total=False):
+    """The optional fields of an `OperatorCommanded`."""
+
+    study_instance_uid: str | None
+    accession_number: str | None
+    operator: str | None
+    reason: str | None
+
+
+def command(
+    at: datetime, action: Literal["open", "close"], request_id: str = "r1", **fields: Unpack[CommandFields]
+) -> OperatorCommanded:
+    return OperatorCommanded(action, request_id, time=at, **fields)

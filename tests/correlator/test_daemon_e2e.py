@@ -15,8 +15,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
+from pynetdicom.association import Association
 
-from drivers.ptw_diamentor import DiamentorSimulator
+from drivers.ptw_diamentor.simulator import DiamentorSimulator
 from drivers.sim_transport import PtyDevice
 from suite_daemon.config import load_config
 from suite_daemon.inspect.commands import cmd_audit_verify
@@ -24,8 +25,9 @@ from suite_daemon.inspect.store import StateStore
 from suite_daemon.simulate.images import CT_IMAGE_STORAGE, build_ct_image
 from suite_daemon.simulate.modality import SCENARIOS, run_modality
 from suite_daemon.simulate.sr_builders import XRAY_DOSE_SR, CtEvent, Study, build_ct_rdsr
-from tests.daemon_harness import DaemonProcess
-from tests.mqtt_client import Collector
+from tests.broker import Mosquitto
+from tests.daemon_harness import DaemonFactory, DaemonProcess
+from tests.mqtt_client import Collector, Received
 
 CALLER = '[{ae_title = "SIMCT", host = "127.0.0.1"}]'
 METER = (
@@ -51,7 +53,7 @@ def closed_summary(collector: Collector, root: str, pid: str) -> dict[str, Any] 
 
 
 def wait_closed(collector: Collector, root: str, timeout: float = 60.0) -> tuple[str, dict[str, Any]]:
-    def done(_: Any) -> bool:
+    def done(_: list[Received]) -> bool:
         return any(closed_summary(collector, root, pid) for pid in events(collector, root))
 
     collector.wait_for(done, timeout)
@@ -73,7 +75,7 @@ def audit_verify(daemon: DaemonProcess) -> int:
 
 
 async def test_full_procedure_summary_equals_inputs(
-    daemon_factory: Callable[..., DaemonProcess], broker: Any, tmp_path: Path
+    daemon_factory: DaemonFactory, broker: Mosquitto, tmp_path: Path
 ) -> None:
     port = tmp_path / "dap1"
     meter = PtyDevice(DiamentorSimulator(beam_on_s=1.0, beam_period_s=2.0), port)
@@ -141,7 +143,7 @@ class Scu:
         for sop_class in (MPPS_SOP_CLASS, CT_IMAGE_STORAGE, XRAY_DOSE_SR):
             self.ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
 
-    def _run(self, action: Callable[[Any], Any]) -> int:
+    def _run(self, action: Callable[[Association], Dataset | tuple[Dataset, Dataset | None]]) -> int:
         assoc = self.ae.associate("127.0.0.1", self.port, ae_title="SUITE_SCP")
         assert assoc.is_established
         try:
@@ -167,9 +169,7 @@ class Scu:
         return self._run(lambda a: a.send_n_set(ds, MPPS_SOP_CLASS, uid))
 
 
-def test_sigkill_mid_procedure_continues_totals_and_seq(
-    daemon_factory: Callable[..., DaemonProcess], broker: Any
-) -> None:
+def test_sigkill_mid_procedure_continues_totals_and_seq(daemon_factory: DaemonFactory, broker: Mosquitto) -> None:
     from datetime import UTC, datetime
 
     daemon = daemon_factory(allowed_callers=CALLER)

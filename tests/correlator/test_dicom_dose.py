@@ -149,13 +149,13 @@ def test_mr_sar_maximum_and_alert(tmp_path: Path) -> None:
 
 def test_prepare_parses_once_off_the_loop(tmp_path: Path) -> None:
     from suite_daemon.correlator import ProcedureCorrelator
-    from suite_daemon.dose.rdsr import parse_rdsr
+    from suite_daemon.dose.rdsr import DoseReport, parse_rdsr
 
     study = Study()
     path = save(build_ct_rdsr([CtEvent(generate_uid(), 2.0, 30.0)], study), tmp_path / "r.dcm")
     calls: list[Path] = []
 
-    def reader(p: Path):  # type: ignore[no-untyped-def]
+    def reader(p: Path) -> DoseReport:
         calls.append(p)
         return parse_rdsr(p)
 

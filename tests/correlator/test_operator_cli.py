@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from suite_daemon.audit.verify import verify_file
 from suite_daemon.config import load_config
 from suite_daemon.correlator.operator_cli import EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, cmd_procedure
-from tests.daemon_harness import DaemonProcess
+from tests.broker import Mosquitto
+from tests.daemon_harness import DaemonFactory
 from tests.mqtt_client import Collector
 
 
 def test_open_link_close_through_the_daemon(
-    daemon_factory: Callable[..., DaemonProcess], broker: Any, capsys: pytest.CaptureFixture[str]
+    daemon_factory: DaemonFactory, broker: Mosquitto, capsys: pytest.CaptureFixture[str]
 ) -> None:
     daemon = daemon_factory(dicom_enabled=False)
     daemon.start()
@@ -60,7 +59,7 @@ def test_open_link_close_through_the_daemon(
 
 
 def test_no_daemon_or_no_broker_is_69(
-    daemon_factory: Callable[..., DaemonProcess], broker: Any, capsys: pytest.CaptureFixture[str]
+    daemon_factory: DaemonFactory, broker: Mosquitto, capsys: pytest.CaptureFixture[str]
 ) -> None:
     daemon = daemon_factory(dicom_enabled=False)  # configured, never started: nobody answers
     config = load_config(daemon.config_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any, Literal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +13,7 @@ from pydicom.uid import generate_uid
 from suite_daemon.dose.ledger import DoseLedger
 from suite_daemon.dose.mpps import parse_mpps
 from suite_daemon.dose.mr import MrExposure
-from suite_daemon.dose.rdsr import parse_rdsr
+from suite_daemon.dose.rdsr import DoseReport, parse_rdsr
 from suite_daemon.events import DeviceSampled
 from suite_daemon.simulate.sr_builders import (
     CtEvent,
@@ -23,8 +24,10 @@ from suite_daemon.simulate.sr_builders import (
     build_projection_rdsr,
 )
 
+Plane = Literal["A", "B", "single"]
 
-def events(n: int, plane: str = "single") -> list[XrayEvent]:
+
+def events(n: int, plane: Plane = "single") -> list[XrayEvent]:
     return [
         XrayEvent(
             uid=f"1.2.826.0.1.3680043.10.777.{plane}.{i}".replace(".A.", ".1.")
@@ -34,10 +37,16 @@ def events(n: int, plane: str = "single") -> list[XrayEvent]:
             dap_gym2=2.0e-4 + i * 1e-5,
             dose_rp_gy=0.02 + i * 0.001,
             duration_s=2.0 + i,
-            plane=plane,  # type: ignore[arg-type]
+            plane=plane,
         )
         for i in range(n)
     ]
+
+
+def mpps_report(attributes: dict[str, Any], sop_instance_uid: str) -> DoseReport:
+    report = parse_mpps(attributes, sop_instance_uid)
+    assert report is not None
+    return report
 
 
 def close(a: float | None, b: float) -> bool:
@@ -171,7 +180,9 @@ def test_rdsr_authoritative_meter_cross_check() -> None:
     ledger.add_sample(meter("dap1", 0.0, 0.0, 0.0))
     ledger.add_sample(meter("dap1", rdsr_dap * 1.1, sum(e.dose_rp_gy for e in evs), 8.0))
     s = ledger.summary()
-    assert s["dap_total_gym2"] == ledger.rdsr_totals()["dap_total_gym2"]  # type: ignore[index]
+    rdsr_totals = ledger.rdsr_totals()
+    assert rdsr_totals is not None
+    assert s["dap_total_gym2"] == rdsr_totals["dap_total_gym2"]
     assert [src["source"] for src in s["sources"]] == ["rdsr", "meter"]
     assert ledger.cross_check(20.0) == []
     found = {d.quantity: d for d in ledger.cross_check(5.0)}
@@ -182,11 +193,11 @@ def test_rdsr_authoritative_meter_cross_check() -> None:
 
 def test_mpps_fills_when_no_rdsr_and_sums_instances() -> None:
     ledger = DoseLedger()
-    ledger.add_report(parse_mpps({"00400300": {"vr": "US", "Value": [30]}}, "1.2.3.4"))
+    ledger.add_report(mpps_report({"00400300": {"vr": "US", "Value": [30]}}, "1.2.3.4"))
     ledger.add_report(
-        parse_mpps({"00400300": {"vr": "US", "Value": [60]}, "0018115E": {"vr": "DS", "Value": [50]}}, "1.2.3.4")
+        mpps_report({"00400300": {"vr": "US", "Value": [60]}, "0018115E": {"vr": "DS", "Value": [50]}}, "1.2.3.4")
     )
-    ledger.add_report(parse_mpps({"00400300": {"vr": "US", "Value": [10]}}, "1.2.3.5"))
+    ledger.add_report(mpps_report({"00400300": {"vr": "US", "Value": [10]}}, "1.2.3.5"))
     s = ledger.summary()
     assert s["fluoro_time_s"] == 70.0
     assert close(s["dap_total_gym2"], 50 * 1e-5)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import ModalityPerformedProcedureStep
+from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]  # made at import by pynetdicom
 
 from suite_daemon.config import SuiteConfig
 from suite_daemon.dose.agent_sr import parse_agent_sr
@@ -80,6 +80,7 @@ def scp() -> Iterator[tuple[int, Received]]:
         block=False,
         evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_N_CREATE, on_create), (evt.EVT_N_SET, on_set)],
     )
+    assert server is not None  # block=False: the server runs in its own thread
     try:
         yield port, got
     finally:
@@ -87,13 +88,15 @@ def scp() -> Iterator[tuple[int, Received]]:
 
 
 def config_for(tmp_path: Path, port: int, callers: list[dict[str, str]] | None = None) -> SuiteConfig:
-    return SuiteConfig(
-        suite={"id": "test", "state_dir": str(tmp_path)},
-        dicom={
-            "port": port,
-            "ae_title": "SUITE_SCP",
-            "allowed_callers": callers if callers is not None else [{"ae_title": "CT01"}],
-        },
+    return SuiteConfig.model_validate(
+        {
+            "suite": {"id": "test", "state_dir": str(tmp_path)},
+            "dicom": {
+                "port": port,
+                "ae_title": "SUITE_SCP",
+                "allowed_callers": callers if callers is not None else [{"ae_title": "CT01"}],
+            },
+        }
     )
 
 

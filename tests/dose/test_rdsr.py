@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 import pydicom
 import pytest
@@ -20,19 +21,22 @@ from suite_daemon.simulate.sr_builders import (
     save,
 )
 
+Plane = Literal["A", "B", "single"]
+EventKind = Literal["fluoroscopy", "acquisition"]
 
-def fluoro_events(planes: tuple[str, ...] = ("single",)) -> list[XrayEvent]:
+
+def fluoro_events(planes: tuple[Plane, ...] = ("single",)) -> list[XrayEvent]:
     events = []
     for i, plane in enumerate(planes * 3):
-        kind = "fluoroscopy" if i % 3 else "acquisition"
+        kind: EventKind = "fluoroscopy" if i % 3 else "acquisition"
         events.append(
             XrayEvent(
                 uid=f"1.2.826.0.1.3680043.10.999.{i + 1}",
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 dap_gym2=1.25e-4 * (i + 1),
                 dose_rp_gy=0.0125 * (i + 1),
                 duration_s=3.5 + i,
-                plane=plane,  # type: ignore[arg-type]
+                plane=plane,
                 kvp=(70.0, 0.0, 74.0) if i == 1 else (81.0,),
                 tube_current_ma=(10.0, 0.0, 14.0) if i == 1 else (12.0,),
                 pulse_width_ms=(5.0, 0.0, 7.0) if i == 1 else (8.0,),

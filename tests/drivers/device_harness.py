@@ -11,15 +11,19 @@ from typing import Any
 
 from drivers.backoff import Backoff
 from drivers.runner import DeviceComponent
-from suite_daemon.config import SuiteConfig
+from suite_daemon.config import DeviceSection, SuiteConfig
+from suite_daemon.config.models import SuiteSection
 from suite_daemon.daemon.context import DaemonContext
 from suite_daemon.events import DeviceNoticed, DeviceSampled, DeviceStatusChanged, Input
+from suite_daemon.pipeline.correlation import Outcome
 
 
 class RunningDevice:
-    def __init__(self, tmp_path: Path, device: dict[str, Any]) -> None:
+    def __init__(self, tmp_path: Path, device: Mapping[str, object]) -> None:
         device = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.2, **device}
-        self.config = SuiteConfig(suite={"id": "t", "state_dir": tmp_path}, devices=[device])
+        self.config = SuiteConfig(
+            suite=SuiteSection(id="t", state_dir=tmp_path), devices=[DeviceSection.model_validate(device)]
+        )
         self.ctx = DaemonContext(self.config, asyncio.get_running_loop(), asyncio.Queue(), publish_live=self._live)
         self.component = DeviceComponent(self.config.devices[0], backoff=Backoff(0.05, 0.2))
         self.inputs: list[Input] = []
@@ -48,6 +52,7 @@ class RunningDevice:
     def drain(self) -> None:
         while not self.ctx.inputs.empty():
             item, _ = self.ctx.inputs.get_nowait()
+            assert item is not None and not isinstance(item, Outcome)  # components submit inputs only
             self.inputs.append(item)
 
     @property

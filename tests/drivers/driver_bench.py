@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from drivers.session import Health, Notice, Output, Sample, Session
 from drivers.simulator import Simulator
 
+SessionT = TypeVar("SessionT", bound=Session)
+SimulatorT = TypeVar("SimulatorT", bound=Simulator)
+
 
 @dataclass
-class VirtualBench:
-    session: Session
-    simulator: Simulator
+class VirtualBench(Generic[SessionT, SimulatorT]):
+    session: SessionT
+    simulator: SimulatorT
     step: float = 0.01
     now: float = 1000.0
     outputs: list[Output] = field(default_factory=list)

@@ -12,23 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from drivers.alaris_asena import AsenaSimulator
+from drivers.alaris_asena.simulator import AsenaSimulator
 from drivers.link import PortSettings, ThreadSerialLink, open_link
-from drivers.newera_pump import NewEraSimulator
-from drivers.ptw_diamentor import DiamentorSimulator
-from drivers.recorder import PrinterSimulator
+from drivers.newera_pump.simulator import NewEraSimulator
+from drivers.ptw_diamentor.simulator import DiamentorSimulator
+from drivers.recorder.simulator import PrinterSimulator
 from drivers.sim_transport import PtyDevice, TcpDevice
+from suite_daemon.events import DeviceSampled
 from tests.broker import free_port
 from tests.drivers.device_harness import RunningDevice
 
-FAST = {"poll_interval_s": 0.1, "response_timeout_s": 0.3, "retries": 1}
+FAST: dict[str, float] = {"poll_interval_s": 0.1, "response_timeout_s": 0.3, "retries": 1}
 
 
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
-def segment_total(samples: list, key: str) -> float:
+def segment_total(samples: list[DeviceSampled], key: str) -> float:
     last: dict[int, float] = {}
     for s in samples:
         last[s.segment] = s.values[key]

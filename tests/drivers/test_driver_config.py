@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.ptw_diamentor.session import DiamentorOptions
 from drivers.registry import DRIVERS
 from drivers.runner import DeviceComponent, components, port_settings
 from suite_daemon.config import ConfigError, load_config
@@ -59,7 +60,8 @@ end_byte = 3
     assert all(c.critical is False for c in made)
     dap = made[0]
     assert isinstance(dap, DeviceComponent)
-    assert dap.options.poll_interval_s == 0.25  # type: ignore[attr-defined]
+    assert isinstance(dap.options, DiamentorOptions)
+    assert dap.options.poll_interval_s == 0.25
     assert port_settings(config.devices[0], DRIVERS["ptw-diamentor"]).baudrate == 9600
     assert port_settings(config.devices[1], DRIVERS["alaris-asena"]).baudrate == 19200
 

@@ -6,18 +6,22 @@ import itertools
 
 import pytest
 
-from drivers.alaris_asena import AsenaOptions, AsenaSession, AsenaSimulator
 from drivers.alaris_asena import codec as asena
-from drivers.newera_pump import NewEraOptions, NewEraSession, NewEraSimulator
-from drivers.ptw_diamentor import DiamentorOptions, DiamentorSession, DiamentorSimulator
-from drivers.recorder import PrinterSimulator, RecorderOptions, RecorderSession
-from drivers.session import PolicyError
+from drivers.alaris_asena.session import AsenaOptions, AsenaSession
+from drivers.alaris_asena.simulator import AsenaSimulator
+from drivers.newera_pump.session import NewEraOptions, NewEraSession
+from drivers.newera_pump.simulator import NewEraSimulator
+from drivers.ptw_diamentor.session import DiamentorOptions, DiamentorSession
+from drivers.ptw_diamentor.simulator import DiamentorSimulator
+from drivers.recorder.session import RecorderOptions, RecorderSession
+from drivers.recorder.simulator import PrinterSimulator
+from drivers.session import PolicyError, PolledSession
 from tests.drivers.driver_bench import VirtualBench, total
 
 
-def diamentor(**options: object) -> VirtualBench:
+def diamentor(**options: object) -> VirtualBench[DiamentorSession, DiamentorSimulator]:
     simulator = DiamentorSimulator(beam_on_s=8, beam_period_s=15)
-    bench = VirtualBench(DiamentorSession(DiamentorOptions(**options)), simulator)
+    bench = VirtualBench(DiamentorSession(DiamentorOptions.model_validate(options)), simulator)
     bench.connect()
     return bench
 
@@ -155,7 +159,7 @@ def test_only_allow_listed_read_commands_are_sent() -> None:
 
 
 def test_a_command_outside_the_allow_list_is_refused() -> None:
-    session = DiamentorSession(DiamentorOptions())
+    session: PolledSession = DiamentorSession(DiamentorOptions())
     session.startup = ("RES",)
     with pytest.raises(PolicyError):
         session.connected(0.0)

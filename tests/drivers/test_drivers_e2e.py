@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from drivers.alaris_asena import AsenaSimulator
-from drivers.newera_pump import NewEraSimulator
-from drivers.ptw_diamentor import DiamentorSimulator
-from drivers.recorder import PrinterSimulator
+from drivers.alaris_asena.simulator import AsenaSimulator
+from drivers.newera_pump.simulator import NewEraSimulator
+from drivers.ptw_diamentor.simulator import DiamentorSimulator
+from drivers.recorder.simulator import PrinterSimulator
 from drivers.sim_transport import PtyDevice
 from drivers.simulator import Simulator
+from tests.broker import Mosquitto
 from tests.daemon_harness import DaemonProcess
 from tests.mqtt_client import Collector, Received
 
@@ -27,14 +29,14 @@ def device_toml(name: str, driver: str, port: Path, options: str = FAST) -> str:
     )
 
 
-async def started(tmp_path: Path, broker: Any, suite_id: str, toml: str) -> tuple[DaemonProcess, Collector]:
+async def started(tmp_path: Path, broker: Mosquitto, suite_id: str, toml: str) -> tuple[DaemonProcess, Collector]:
     daemon = DaemonProcess(tmp_path / "daemon", broker, suite_id, toml, dicom_enabled=False)
     collector = Collector(broker.host, broker.port, f"suite/{suite_id}/#")
     await asyncio.to_thread(daemon.start)
     return daemon, collector
 
 
-async def wait(collector: Collector, predicate: Any, what: str) -> list[Received]:
+async def wait(collector: Collector, predicate: Callable[[list[Received]], bool], what: str) -> list[Received]:
     try:
         return await asyncio.to_thread(collector.wait_for, predicate, 30.0)
     except TimeoutError as exc:
@@ -72,7 +74,14 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "driver", "make", "event_type", "keys"), CASES, ids=[c[1] for c in CASES])
 async def test_driver_to_mqtt(
-    tmp_path: Path, broker: Any, suite_id: str, name: str, driver: str, make: Any, event_type: str, keys: set[str]
+    tmp_path: Path,
+    broker: Mosquitto,
+    suite_id: str,
+    name: str,
+    driver: str,
+    make: Callable[[], Simulator],
+    event_type: str,
+    keys: set[str],
 ) -> None:
     port = tmp_path / name
     simulator: Simulator = make()
@@ -101,18 +110,23 @@ async def test_driver_to_mqtt(
         assert any(e["type"] == "device.status" and e["data"]["state"] == "connected" for e in events)
         # Values and units: the volume / DAP on MQTT is what the simulated device holds (within one poll).
         if driver == "ptw-diamentor":
-            assert last["values"]["dap_gym2"] == pytest.approx(simulator.dap_gym2, abs=2e-5 * 1.0)  # type: ignore[attr-defined]
+            assert isinstance(simulator, DiamentorSimulator)
+            assert last["values"]["dap_gym2"] == pytest.approx(simulator.dap_gym2, abs=2e-5 * 1.0)
         elif driver == "newera-pump":
-            assert last["values"]["volume_ml"] == pytest.approx(simulator.infused_ml, abs=1.5 * 1.0)  # type: ignore[attr-defined]
+            assert isinstance(simulator, NewEraSimulator)
+            assert last["values"]["volume_ml"] == pytest.approx(simulator.infused_ml, abs=1.5 * 1.0)
         else:
-            assert last["values"]["volume_ml"] == pytest.approx(simulator.volume_ml, abs=0.1)  # type: ignore[attr-defined]
+            assert isinstance(simulator, AsenaSimulator)
+            assert last["values"]["volume_ml"] == pytest.approx(simulator.volume_ml, abs=0.1)
     finally:
         await asyncio.to_thread(daemon.terminate)
         collector.close()
         await device.close()
 
 
-async def test_unplug_replug_and_counter_reset_through_the_daemon(tmp_path: Path, broker: Any, suite_id: str) -> None:
+async def test_unplug_replug_and_counter_reset_through_the_daemon(
+    tmp_path: Path, broker: Mosquitto, suite_id: str
+) -> None:
     port = tmp_path / "dap1"
     simulator = DiamentorSimulator()
     simulator.beam = "on"
@@ -158,7 +172,7 @@ async def test_unplug_replug_and_counter_reset_through_the_daemon(tmp_path: Path
         await device.close()
 
 
-async def test_recorder_frames_go_to_the_journal_not_to_mqtt(tmp_path: Path, broker: Any, suite_id: str) -> None:
+async def test_recorder_frames_go_to_the_journal_not_to_mqtt(tmp_path: Path, broker: Mosquitto, suite_id: str) -> None:
     port = tmp_path / "printer"
     device = PtyDevice(PrinterSimulator(interval_s=0.2), port)
     await device.start()

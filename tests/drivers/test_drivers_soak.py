@@ -8,21 +8,24 @@ from pathlib import Path
 import pytest
 
 from drivers.simulate import SCENARIOS, run_simulators
-from suite_daemon.config import SuiteConfig
+from suite_daemon.config import DeviceSection, SuiteConfig
+from suite_daemon.config.models import SuiteSection
 from tests.broker import free_port
 from tests.drivers.device_harness import RunningDevice
 
-FAST = {"poll_interval_s": 0.2, "response_timeout_s": 0.4, "retries": 1}
+FAST: dict[str, float] = {"poll_interval_s": 0.2, "response_timeout_s": 0.4, "retries": 1}
 
 
 @pytest.mark.slow
 async def test_faults_scenario_every_device_recovers(tmp_path: Path) -> None:
-    devices = [
+    devices: list[dict[str, object]] = [
         {"name": "dap1", "driver": "ptw-diamentor", "port": f"socket://127.0.0.1:{free_port()}", **FAST},
         {"name": "pump1", "driver": "newera-pump", "port": str(tmp_path / "pump1"), **FAST},
         {"name": "pump2", "driver": "alaris-asena", "port": str(tmp_path / "pump2"), **FAST},
     ]
-    config = SuiteConfig(suite={"id": "t", "state_dir": tmp_path}, devices=devices)
+    config = SuiteConfig(
+        suite=SuiteSection(id="t", state_dir=tmp_path), devices=[DeviceSection.model_validate(d) for d in devices]
+    )
     stop = asyncio.Event()
     served = asyncio.create_task(run_simulators(config, "faults", stop))
     period = SCENARIOS["faults"][0]
@@ -34,7 +37,11 @@ async def test_faults_scenario_every_device_recovers(tmp_path: Path) -> None:
         ):
             await asyncio.sleep(period + 5)
             for running in (dap, pump, asena):
-                await running.until(lambda r=running: r.states()[-1] == "connected", "recovered", bound_s=15)
+
+                def connected(r: RunningDevice = running) -> bool:
+                    return r.states()[-1] == "connected"
+
+                await running.until(connected, "recovered", bound_s=15)
                 states = running.states()
                 assert "disconnected" in states[1:] and "fault" in states  # unplugged and stalled
                 assert running.samples[-1].segment >= 1  # the reset was seen
