@@ -16,16 +16,14 @@ import os
 from typing import Any
 
 PAGE = 4096
+MIN_BYTES = 64 * 1024
+"""Started in steps of at least this much (each call costs 10-15 us)."""
+_SYNC_FILE_RANGE_WRITE = 2
 
 
 def page_ceil(n: int) -> int:
     """`n` rounded up to a whole number of pages."""
     return (n + PAGE - 1) & ~(PAGE - 1)
-
-
-MIN_BYTES = 64 * 1024
-"""Started in steps of at least this much (each call costs 10-15 us)."""
-_SYNC_FILE_RANGE_WRITE = 2
 
 
 def _load() -> Any:
