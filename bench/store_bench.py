@@ -13,6 +13,9 @@ peak RSS. Outputs are deleted only at the end (see `set_aside`).
 suite-daemon runs with everything on: fsync of every object and its directory before 0x0000, the SQLite
 index and the announcements. `storescp` runs with its defaults (no fsync, 16 KiB max PDU) and
 TCP_NODELAY=1 in its environment (without it, it stalls on delayed ACKs whatever the sender does).
+With `--durable-storescp`, storescp also runs made durable per object (`durable_shim.c`, compiled here and
+loaded with LD_PRELOAD), once syncing each file and once syncing a log, to show what the fsync alone costs a
+compiled receiver.
 """
 
 from __future__ import annotations
@@ -141,12 +144,19 @@ class Receiver:
             kept.rename(out / self.ingest_log)
         self.port = free_port()
         # DCMTK as shipped keeps Nagle on unless TCP_NODELAY=1: the receivers always get it (ours sets it itself).
-        env = {**os.environ, "TCP_NODELAY": "1"}
+        env = {**os.environ, "TCP_NODELAY": "1", **self.environment()}
         self.proc = subprocess.Popen(self.command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         wait_listening(self.port, self.proc)
         if self.ingest_log is not None:
             wait_for_ingest_log(out / self.ingest_log)
         time.sleep(0.2)  # the probe connection above is gone before the measured run
+
+    def environment(self) -> dict[str, str]:
+        """What the receiver's environment adds to the bench's."""
+        return {}
+
+    def check(self, objects: int) -> None:
+        """Raise if the run just made did not go as the receiver's name says."""
 
     def pids(self) -> list[int]:
         """The receiver and its child processes (`suite-daemon run` receives DICOM in a child)."""
@@ -281,6 +291,58 @@ class StoreScp(Receiver):
         return ["storescp", "-aet", "SUITE_SCP", "-od", str(out), str(self.port)]
 
 
+class DurableStoreScp(StoreScp):
+    """storescp made durable per object by `durable_shim.c` (LD_PRELOAD): each object is synced before
+    storescp closes its file, and so before its answer. What durability costs a compiled receiver:
+    `file` syncs each new file and its directory (what a receiver with fsync on usually does), `log`
+    copies the object into a pre-zeroed file and syncs that (suite-daemon's ingest log; the copy is read
+    back from storescp's file first, which costs it a little more than suite-daemon pays)."""
+
+    LOG_BYTES = 256 * 1024 * 1024
+
+    def __init__(self, workdir: Path, shim: Path, mode: str) -> None:
+        super().__init__(workdir)
+        self.name = f"storescp, {'fsync per file' if mode == 'file' else 'synced log'}"
+        self.shim = shim
+        self.mode = mode
+        self.counter = workdir / "synced"
+        self.log = workdir / "sync-log"
+
+    def environment(self) -> dict[str, str]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.mode == "log" and not self.log.exists():  # made once, like suite-daemon's ingest log
+            with self.log.open("wb") as f:
+                for _ in range(self.LOG_BYTES // (1 << 20)):
+                    f.write(bytes(1 << 20))
+                os.fsync(f.fileno())
+        self.counter.unlink(missing_ok=True)
+        return {
+            "LD_PRELOAD": str(self.shim),
+            "SUITE_SHIM_MODE": self.mode,
+            "SUITE_SHIM_LOG": str(self.log),
+            "SUITE_SHIM_COUNT": str(self.counter),
+        }
+
+    def check(self, objects: int) -> None:
+        raw = self.counter.read_bytes() if self.counter.exists() else b""
+        synced = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else 0
+        if synced != objects:
+            raise RuntimeError(f"{self.name}: {synced} of {objects} objects were synced")
+
+
+def build_shim(workdir: Path) -> Path | None:
+    """Compile `durable_shim.c` into `workdir`; None (with a message) without a C compiler."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        print("no C compiler: the durable storescp references are left out", file=sys.stderr)
+        return None
+    out = workdir / "durable_shim.so"
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = Path(__file__).with_name("durable_shim.c")
+    subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(out), str(source), "-ldl"], check=True)
+    return out
+
+
 class PynetdicomStoreScp(Receiver):
     name = "pynetdicom storescp"
 
@@ -341,6 +403,7 @@ def run_once(receiver: Receiver, scenario: Scenario, files: list[Path]) -> tuple
         cpu0 = receiver.cpu_seconds()
         elapsed = send(receiver.port, files, scenario.associations, scenario.nodelay)
         cpu = receiver.cpu_seconds() - cpu0
+        receiver.check(len(files))
         return len(files) / elapsed, nbytes / elapsed / 1e6, 100 * cpu / elapsed, receiver.peak_rss_mb()
     finally:
         receiver.stop()
@@ -372,6 +435,11 @@ def main() -> None:
     parser.add_argument(
         "--whole-daemon", action="store_true", help="also measure `suite-daemon run` (pipeline, outbox, MQTT)"
     )
+    parser.add_argument(
+        "--durable-storescp",
+        action="store_true",
+        help="also measure storescp made durable per object (fsync per file; a synced log), built with cc",
+    )
     parser.add_argument("--only", default=None, help="comma-separated scenario names")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON too")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "suite-store-bench")
@@ -402,6 +470,10 @@ def main() -> None:
         receivers.append(PynetdicomStoreScp(args.workdir / "pynetdicom"))
     if args.whole_daemon:
         receivers.insert(1, WholeDaemon(args.workdir / "daemon"))
+    shim = build_shim(args.workdir) if args.durable_storescp else None
+    if shim is not None:
+        receivers.append(DurableStoreScp(args.workdir / "storescp-log", shim, "log"))
+        receivers.append(DurableStoreScp(args.workdir / "storescp-file", shim, "file"))
     empty_trash(args.workdir, wait=True)
     results: list[Result] = []
     try:
