@@ -16,7 +16,7 @@ help:
 	@echo "make run    - install into .venv and run the daemon with the example config and simulated devices"
 	@echo "make test   - install (system tools too, when root) and run the tests"
 	@echo "make lint   - ruff"
-	@echo "make bench  - DICOM receive benchmark beside DCMTK storescp (docs/performance.md)"
+	@echo "make bench  - DICOM receive benchmark beside DCMTK storescp, plain and made durable (docs/performance.md)"
 	@echo "make soak   - the slow soak tests"
 
 system-tools:
@@ -65,7 +65,7 @@ lint: $(STAMP)
 	$(BIN)/python -m mypy
 
 bench: install
-	$(BIN)/python bench/store_bench.py
+	$(BIN)/python bench/store_bench.py --durable-storescp
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .ruff_cache .mypy_cache

@@ -298,10 +298,9 @@ class DurableStoreScp(StoreScp):
     copies the object into a pre-zeroed file and syncs that (suite-daemon's ingest log; the copy is read
     back from storescp's file first, which costs it a little more than suite-daemon pays)."""
 
-    LOG_BYTES = 256 * 1024 * 1024
-
-    def __init__(self, workdir: Path, shim: Path, mode: str) -> None:
+    def __init__(self, workdir: Path, shim: Path, mode: str, log_bytes: int = 256 * 1024 * 1024) -> None:
         super().__init__(workdir)
+        self.log_bytes = log_bytes
         self.name = f"storescp, {'fsync per file' if mode == 'file' else 'synced log'}"
         self.shim = shim
         self.mode = mode
@@ -312,8 +311,8 @@ class DurableStoreScp(StoreScp):
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.mode == "log" and not self.log.exists():  # made once, like suite-daemon's ingest log
             with self.log.open("wb") as f:
-                for _ in range(self.LOG_BYTES // (1 << 20)):
-                    f.write(bytes(1 << 20))
+                for offset in range(0, self.log_bytes, 1 << 20):
+                    f.write(bytes(min(1 << 20, self.log_bytes - offset)))
                 os.fsync(f.fileno())
         self.counter.unlink(missing_ok=True)
         return {
