@@ -144,15 +144,15 @@ class Receiver:
             kept.rename(out / self.ingest_log)
         self.port = free_port()
         # DCMTK as shipped keeps Nagle on unless TCP_NODELAY=1: the receivers always get it (ours sets it itself).
-        env = {**os.environ, "TCP_NODELAY": "1", **self.environment()}
+        env = {**os.environ, "TCP_NODELAY": "1", **self.prepare_run()}
         self.proc = subprocess.Popen(self.command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         wait_listening(self.port, self.proc)
         if self.ingest_log is not None:
             wait_for_ingest_log(out / self.ingest_log)
         time.sleep(0.2)  # the probe connection above is gone before the measured run
 
-    def environment(self) -> dict[str, str]:
-        """What the receiver's environment adds to the bench's."""
+    def prepare_run(self) -> dict[str, str]:
+        """Get ready for a run; returns what the receiver's environment adds to the bench's."""
         return {}
 
     def check(self, objects: int) -> None:
@@ -299,6 +299,8 @@ class DurableStoreScp(StoreScp):
     back from storescp's file first, which costs it a little more than suite-daemon pays)."""
 
     def __init__(self, workdir: Path, shim: Path, mode: str, log_bytes: int = 256 * 1024 * 1024) -> None:
+        if mode not in ("file", "log"):
+            raise ValueError(f"unknown durable storescp mode {mode!r}")
         super().__init__(workdir)
         self.log_bytes = log_bytes
         self.name = f"storescp, {'fsync per file' if mode == 'file' else 'synced log'}"
@@ -307,7 +309,7 @@ class DurableStoreScp(StoreScp):
         self.counter = workdir / "synced"
         self.log = workdir / "sync-log"
 
-    def environment(self) -> dict[str, str]:
+    def prepare_run(self) -> dict[str, str]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.mode == "log" and not self.log.exists():  # made once, like suite-daemon's ingest log
             with self.log.open("wb") as f:
