@@ -441,7 +441,12 @@ def main() -> None:
         action="store_true",
         help="also measure storescp made durable per object (fsync per file; a synced log), built with cc",
     )
-    parser.add_argument("--only", default=None, help="comma-separated scenario names")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        help="a scenario's full name, or comma-separated corpus names (ct, xa, small); may be repeated",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON too")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "suite-store-bench")
     args = parser.parse_args()
@@ -462,7 +467,11 @@ def main() -> None:
         Scenario("small objects, 4 assocs", "small", small, 4, True),
     ]
     if args.only:
-        wanted = {s.strip() for s in args.only.split(",")}
+        names = {s.name for s in scenarios}
+        wanted = {part.strip() for value in args.only for part in ([value] if value in names else value.split(","))}
+        unknown = wanted - names - {s.corpus for s in scenarios}
+        if unknown:
+            sys.exit(f"--only: no scenario or corpus named {', '.join(sorted(unknown))}")
         scenarios = [s for s in scenarios if s.name in wanted or s.corpus in wanted]
     print(f"making the corpus ({ct} CT, {xa} XA, {small} small) ...", file=sys.stderr)
     corpus = make_corpus(args.workdir / "corpus", ct, xa, small)
