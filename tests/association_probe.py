@@ -20,17 +20,22 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # m
 
 _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 _A_ASSOCIATE_AC, _A_ASSOCIATE_RJ, _A_RELEASE_RQ = 0x02, 0x03, 0x05
+_A_ABORT = 0x07
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _RELEASE_RQ = bytes([_A_RELEASE_RQ, 0]) + struct.pack(">I", 4) + bytes(4)
 
 
-def _request(calling: str, called: str) -> bytes:
+def _request(calling: str, called: str, abstract_syntaxes: tuple[str, ...] = (Verification,)) -> bytes:
     primitive = A_ASSOCIATE()
     primitive.application_context_name = _APPLICATION_CONTEXT
     primitive.calling_ae_title = calling
     primitive.called_ae_title = called
-    context = build_context(Verification)
-    context.context_id = 1
-    primitive.presentation_context_definition_list = [context]
+    contexts = []
+    for number, abstract_syntax in enumerate(abstract_syntaxes):
+        context = build_context(abstract_syntax, _EXPLICIT_LE)
+        context.context_id = 2 * number + 1
+        contexts.append(context)
+    primitive.presentation_context_definition_list = contexts
     max_length = MaximumLengthNotification()
     max_length.maximum_length_received = 16382
     implementation = ImplementationClassUIDNotification()
@@ -72,3 +77,60 @@ def request_association(
         sock.sendall(_RELEASE_RQ)
         _read_pdu(sock)  # A-RELEASE-RP
         return None
+
+
+def open_association(
+    port: int, calling: str, called: str, *abstract_syntaxes: str, timeout_s: float = 10.0
+) -> socket.socket:
+    """An association over a plain socket, its presentation contexts numbered 1, 3, 5... in the order given
+    (explicit VR little endian), for tests that send what a well-behaved requestor would not."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    sock.sendall(_request(calling, called, abstract_syntaxes))
+    pdu_type, _ = _read_pdu(sock)
+    if pdu_type != _A_ASSOCIATE_AC:
+        sock.close()
+        raise AssertionError(f"answered with PDU type {pdu_type:#04x}")
+    return sock
+
+
+def p_data(context_id: int, control: int, data: bytes) -> bytes:
+    """A P-DATA-TF PDU holding one presentation data value (`control`: 0x01 command, 0x02 last fragment)."""
+    item = struct.pack(">IBB", len(data) + 2, context_id, control) + data
+    return bytes([0x04, 0]) + struct.pack(">I", len(item)) + item
+
+
+def c_store_command(sop_class: bytes, sop_instance: bytes, message_id: int = 1) -> bytes:
+    """A C-STORE-RQ command set (implicit VR little endian) announcing a data set; the UIDs are raw bytes so
+    that tests can send ones a valid requestor never would."""
+
+    def element(elem: int, value: bytes) -> bytes:
+        value = value + b"\0" if len(value) % 2 else value
+        return struct.pack("<HHI", 0, elem, len(value)) + value
+
+    body = b"".join(
+        (
+            element(0x0002, sop_class),
+            element(0x0100, struct.pack("<H", 0x0001)),
+            element(0x0110, struct.pack("<H", message_id)),
+            element(0x0700, struct.pack("<H", 0)),
+            element(0x0800, struct.pack("<H", 0x0000)),
+            element(0x1000, sop_instance),
+        )
+    )
+    return element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def read_answer(sock: socket.socket) -> tuple[int, bytes] | None:
+    """The next PDU the daemon sends, or None once it has closed the connection."""
+    try:
+        return _read_pdu(sock)
+    except ConnectionError:
+        return None
+
+
+def abort_or_close(sock: socket.socket) -> bool:
+    """Whether the daemon aborts the association (PDUs before the A-ABORT are skipped); False if it just closes."""
+    while (answer := read_answer(sock)) is not None:
+        if answer[0] == _A_ABORT:
+            return True  # a requestor closes the connection on an A-ABORT
+    return False

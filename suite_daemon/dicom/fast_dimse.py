@@ -193,6 +193,11 @@ class LeanDIMSE(DIMSEServiceProvider):
             command = parse_command(fragment[1:])
             request = c_store_rq(command) if command is not None else None
             if request is not None:
+                if context_id not in self.assoc._accepted_cx:
+                    # pynetdicom would buffer the whole data set, then abort from this thread and wait for
+                    # itself forever: the DUL aborts the association now (an invalid PDU parameter).
+                    self.dul.event_queue.put("Evt19")
+                    return
                 request._context_id = context_id
                 self._store, self._store_data = request, BytesIO()
                 pdvs = pdvs[1:]
@@ -214,11 +219,12 @@ class LeanDIMSE(DIMSEServiceProvider):
             if fragment[0] & 0x02:
                 request, self._store, self._stream = self._store, None, None
                 request.DataSet = self._store_data
-                if self.msg_queue.empty() and self.assoc.is_established:
+                if self.msg_queue.empty() and self.assoc.is_established and self._ordinary(request):
                     # Served right here in the DUL thread: the SCU waits for this answer before sending more,
                     # so nothing is read meanwhile, and a hand-over to the association thread is saved.
                     # (A request that arrives while the association thread is still finishing the
-                    # negotiation is queued for it: pynetdicom would not answer it before that.)
+                    # negotiation is queued for it: pynetdicom would not answer it before that. So is one
+                    # pynetdicom may answer by aborting: an abort waits for this thread to finish.)
                     filer = getattr(getattr(self.assoc, "_server", None), "filer", None)
                     with filer.inline() if filer is not None else contextlib.nullcontext():
                         self._serve_store(request, cast(int, request._context_id))
@@ -226,26 +232,30 @@ class LeanDIMSE(DIMSEServiceProvider):
                     self.msg_queue.put((request._context_id, request))  # type: ignore[arg-type]
                 return
 
-    def _serve_store(self, request: C_STORE, context_id: int) -> None:
-        """What pynetdicom's `_serve_request` and `StorageServiceClass.SCP` do for a C-STORE, without the
-        response primitive: the EVT_C_STORE handler (0xC211 if it raises), then the status answered. Anything
-        out of the ordinary (a release under way, an unknown context, extended negotiation, a SOP class
-        pynetdicom would not serve as storage, a status that is a data set or out of range) takes
-        pynetdicom's own path."""
+    def _ordinary(self, request: C_STORE) -> bool:
+        """Whether `_serve_store` can serve this request on the DUL thread. Anything out of the ordinary (a
+        release under way, an unknown context, extended negotiation, a SOP class pynetdicom would not serve
+        as storage, no handler) is queued for the association thread and pynetdicom's own path."""
         assoc = self.assoc
-        context = assoc._accepted_cx.get(context_id)
+        handler, _ = cast(_Handler, assoc.get_handlers(evt.EVT_C_STORE) or (None, None))
+        return (
+            request._context_id in assoc._accepted_cx
+            and handler is not None
+            and not assoc._sent_release
+            and not assoc.acceptor.accepted_common_extended
+            and not _config.UNRESTRICTED_STORAGE_SERVICE
+            and _is_storage_class(str(request.AffectedSOPClassUID))
+        )
+
+    def _serve_store(self, request: C_STORE, context_id: int) -> None:
+        """What pynetdicom's `_serve_request` and `StorageServiceClass.SCP` do for an ordinary C-STORE (see
+        `_ordinary`), without the response primitive: the EVT_C_STORE handler (0xC211 if it raises), then the
+        status answered. A status that is a data set or out of range takes pynetdicom's validation."""
+        assoc = self.assoc
+        context = assoc._accepted_cx[context_id]
         sop_class = str(request.AffectedSOPClassUID)
-        handler, args = cast(_Handler, assoc.get_handlers(evt.EVT_C_STORE) or (None, None))
-        if (
-            context is None
-            or handler is None
-            or assoc._sent_release
-            or assoc.acceptor.accepted_common_extended
-            or _config.UNRESTRICTED_STORAGE_SERVICE
-            or not _is_storage_class(sop_class)
-        ):
-            assoc._serve_request(request, context_id)
-            return
+        handler, args = cast(_Handler, assoc.get_handlers(evt.EVT_C_STORE))
+        assert handler is not None  # checked by `_ordinary`
         self.cancel_req = {}
         assoc._is_paused = True
         try:

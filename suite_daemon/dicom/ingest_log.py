@@ -196,8 +196,10 @@ class IngestLog:
     # -- start and stop ---------------------------------------------------------------------------
 
     def open(self) -> list[LoggedRecord]:
-        """Open the existing segments and return their valid records (to be filed before serving)."""
-        if not self.enabled:
+        """Open the existing segments and return their valid records (to be filed before serving). Segments
+        are read even when the log is now off or smaller (`ingest_log_mb` lowered since the last run): their
+        records were answered; once filed, `checkpoint` removes the segments beyond the configured number."""
+        if not self.enabled and not self.directory.is_dir():
             return []
         self.directory.mkdir(parents=True, exist_ok=True)
         pending: list[LoggedRecord] = []
@@ -313,6 +315,7 @@ class IngestLog:
             for segment in ready:
                 segment.busy = True  # no writer may take it while it is reset
         if not ready:
+            self._retire_surplus()
             return 0
         try:
             self._sync_files(ready)
@@ -322,7 +325,25 @@ class IngestLog:
             with self._lock:
                 for segment in ready:
                     segment.busy = False
+        self._retire_surplus()
         return len(ready)
+
+    def _retire_surplus(self) -> None:
+        """Remove empty segments beyond `max_segments` (left by a run with a larger log, or with the log on)."""
+        with self._lock:
+            surplus = len(self._segments) - self.max_segments
+            if surplus <= 0:
+                return
+            empty = [s for s in self._segments if not s.busy and not s.records]
+            retired = sorted(empty, key=lambda s: s.path.name, reverse=True)[:surplus]
+            for segment in retired:
+                self._segments.remove(segment)
+        for segment in retired:
+            os.close(segment.fd)
+            segment.path.unlink(missing_ok=True)
+        if retired:
+            fsync_path(self.directory)
+            log.info("dicom_ingest_segments_retired", segments=len(retired), kept=len(self._segments))
 
     def _sync_files(self, segments: list[Segment]) -> None:
         """fsync the filed files, then the directories holding their entries (series, study, spool root):

@@ -7,6 +7,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,12 +15,14 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage
 from pynetdicom import AE, _config
+from pynetdicom.association import Association
 from pynetdicom.dsutils import encode
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import by pynetdicom
 
 from suite_daemon.dicom.part10 import encode_file_meta
 from suite_daemon.dicom.policy import CallerPolicy
-from tests.association_probe import request_association
+from tests.association_probe import abort_or_close, c_store_command, open_association, p_data, request_association
 from tests.dicom.dicom_harness import SCP_AE, Running, run_tool, running_receiver
 from tests.dicom.dicom_testdata import CT, XA, ct_slice, dataset_bytes, new_study, save, xa_run
 
@@ -325,3 +328,47 @@ async def test_store_handler_exception_answers_c211_and_association_goes_on(
     async with running_receiver(tmp_path / "state", ingest_log_mb=0) as scp:
         assert await asyncio.to_thread(_store_files, scp.port, paths) == [0x0000, 0xC211, 0x0000]
         await scp.wait_for(lambda: len(scp.images) == 2)
+
+
+def _server_of(thread: threading.Thread) -> object:
+    assoc = thread.assoc if isinstance(thread, DULServiceProvider) else thread
+    return getattr(assoc, "_server", None)
+
+
+def _store_outside_the_rules(port: int, context_id: int, sop_class: bytes, sop_instance: bytes) -> bool:
+    """A C-STORE on an association for CT images that breaks a rule: whether the daemon aborted it."""
+    with open_association(port, "TESTSCU", SCP_AE, CT) as sock:
+        sock.sendall(p_data(context_id, 0x03, c_store_command(sop_class, sop_instance)))
+        sock.sendall(p_data(context_id, 0x00, b"\x08\x00\x18\x00UI\x04\x001.2\x00" * 100))
+        sock.sendall(p_data(context_id, 0x02, b""))
+        return abort_or_close(sock)
+
+
+@pytest.mark.parametrize(
+    ("context_id", "sop_class"),
+    [(3, CT.encode()), (1, b"1.2.3")],
+    ids=["context-not-negotiated", "sop-class-not-storage"],
+)
+async def test_a_store_on_an_unknown_context_or_for_no_storage_class_is_aborted_and_ends(
+    scp: Running, context_id: int, sop_class: bytes
+) -> None:
+    """pynetdicom aborts such an association; the abort must end it for good (its threads gone, not counted
+    as active), and the next caller is served."""
+    aborted = await asyncio.to_thread(_store_outside_the_rules, scp.port, context_id, sop_class, b"1.2.3.4")
+    assert aborted
+    server = scp.receiver._server
+    assert server is not None
+
+    def still_running() -> list[threading.Thread]:
+        return [
+            t
+            for t in threading.enumerate()
+            if isinstance(t, (Association, DULServiceProvider)) and t.is_alive() and _server_of(t) is server
+        ]
+
+    for thread in still_running():
+        await asyncio.to_thread(thread.join, 10)
+    assert not still_running()
+    rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
+    assert rc == 0, out
+    assert not list((scp.state_dir / "spool").rglob("*.dcm"))

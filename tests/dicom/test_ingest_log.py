@@ -136,6 +136,30 @@ async def test_the_receiver_files_logged_objects_before_serving(tmp_path: Path) 
             assert dataset_bytes(Path(indexed[source.stem])) == dataset_bytes(source)
 
 
+@pytest.mark.parametrize("ingest_log_mb", [0, 16], ids=["log-turned-off", "log-made-smaller"])
+async def test_logged_objects_are_filed_after_a_restart_with_the_log_off_or_smaller(
+    tmp_path: Path, ingest_log_mb: int
+) -> None:
+    """Objects answered from the log are filed even when the next start has the log off or smaller; then
+    the segments it no longer wants are removed."""
+    state_dir = tmp_path / "state"
+    root = state_dir / "spool"
+    spool, _ = ready_spool(root, LOG_BYTES)  # two segments
+    study, series = new_study()
+    sources = [save(ct_slice(study, series, i, rows=64, cols=64), tmp_path / "src") for i in range(3)]
+    for source in sources:
+        raw = source.read_bytes()
+        cut = dataset_offset(raw)
+        assert spool.write(spool.path_for(study, series, source.stem), raw[:cut], raw[cut:]) is not None
+    spool.close()  # killed before filing
+
+    async with running_receiver(state_dir, ingest_log_mb=ingest_log_mb) as scp:
+        await scp.wait_for(lambda: len(scp.images) == len(sources))
+        for source in sources:
+            assert dataset_bytes(spool.path_for(study, series, source.stem)) == dataset_bytes(source)
+        assert len(list((root / ".ingest").glob("seg-*.log"))) == ingest_log_mb // 16
+
+
 def test_one_receiver_per_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "spool"
     first, _ = ready_spool(root, LOG_BYTES)
