@@ -22,7 +22,7 @@ _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 _A_ASSOCIATE_AC, _A_ASSOCIATE_RJ, _A_RELEASE_RQ = 0x02, 0x03, 0x05
 _A_ABORT = 0x07
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
-_RELEASE_RQ = bytes([_A_RELEASE_RQ, 0]) + struct.pack(">I", 4) + bytes(4)
+RELEASE_RQ = bytes([_A_RELEASE_RQ, 0]) + struct.pack(">I", 4) + bytes(4)
 
 
 def _request(calling: str, called: str, abstract_syntaxes: tuple[str, ...] = (Verification,)) -> bytes:
@@ -74,7 +74,7 @@ def request_association(
             return body[1], body[2], body[3]
         if pdu_type != _A_ASSOCIATE_AC:
             raise AssertionError(f"answered with PDU type {pdu_type:#04x}")
-        sock.sendall(_RELEASE_RQ)
+        sock.sendall(RELEASE_RQ)
         _read_pdu(sock)  # A-RELEASE-RP
         return None
 
@@ -134,3 +134,19 @@ def abort_or_close(sock: socket.socket) -> bool:
         if answer[0] == _A_ABORT:
             return True  # a requestor closes the connection on an A-ABORT
     return False
+
+
+def c_store_status(sock: socket.socket) -> int:
+    """The status of the C-STORE-RSP the daemon answers next (its command set in one P-DATA-TF)."""
+    answer = read_answer(sock)
+    if answer is None or answer[0] != 0x04:
+        raise AssertionError(f"expected a P-DATA-TF, got {answer and answer[0]}")
+    body = answer[1]
+    command = body[6 : 4 + struct.unpack(">I", body[:4])[0]]  # one PDV: length, context id, control header
+    pos = 0
+    while pos < len(command):
+        _, elem, length = struct.unpack_from("<HHI", command, pos)
+        if elem == 0x0900:
+            return int(struct.unpack_from("<H", command, pos + 8)[0])
+        pos += 8 + length
+    raise AssertionError("no status in the response")

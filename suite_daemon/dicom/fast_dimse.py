@@ -27,7 +27,7 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
-from suite_daemon.dicom.part10 import clean_uid, encode_file_meta
+from suite_daemon.dicom.part10 import UID_RE, clean_uid, encode_file_meta
 from suite_daemon.dicom.spool import Spool, SpoolStream
 
 log = structlog.get_logger()
@@ -66,9 +66,11 @@ def _us(value: bytes | None) -> int | None:
 
 
 def _text(value: bytes | None) -> str | None:
+    """A command element's text. Latin-1 maps every byte to one character and back, so a UID holding bytes no
+    UID may hold is answered with the same bytes (and refused by the store, not by an encoding error)."""
     if value is None:
         return None
-    return value.decode("ascii", "replace").rstrip("\x00 ").strip() or None
+    return value.decode("latin-1").rstrip("\x00 ").strip() or None
 
 
 def c_store_rq(command: dict[int, bytes]) -> C_STORE | None:
@@ -97,7 +99,7 @@ def _element(elem: int, value: bytes) -> bytes:
 
 
 def _uid(value: str) -> bytes:
-    raw = value.encode("ascii")
+    raw = value.encode("latin-1", "replace")
     return raw + b"\x00" if len(raw) % 2 else raw
 
 
@@ -171,11 +173,12 @@ class LeanDIMSE(DIMSEServiceProvider):
         """A data set spanning several PDUs is written to its spool file while it arrives."""
         spool: Spool | None = getattr(getattr(self.assoc, "_server", None), "spool", None)
         context = self.assoc._accepted_cx.get(context_id)
-        if spool is None or context is None:
-            return
+        sop_class, sop_instance = clean_uid(request.AffectedSOPClassUID), clean_uid(request.AffectedSOPInstanceUID)
+        if spool is None or context is None or not (UID_RE.fullmatch(sop_class) and UID_RE.fullmatch(sop_instance)):
+            return  # (invalid UIDs: the store refuses the object; it is kept in memory until then)
         head = encode_file_meta(
-            clean_uid(request.AffectedSOPClassUID),
-            clean_uid(request.AffectedSOPInstanceUID),
+            sop_class,
+            sop_instance,
             str(context.transfer_syntax[0]),
             str(self.assoc.requestor.ae_title).strip(),
         )

@@ -22,7 +22,15 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # m
 
 from suite_daemon.dicom.part10 import encode_file_meta
 from suite_daemon.dicom.policy import CallerPolicy
-from tests.association_probe import abort_or_close, c_store_command, open_association, p_data, request_association
+from tests.association_probe import (
+    RELEASE_RQ,
+    abort_or_close,
+    c_store_command,
+    c_store_status,
+    open_association,
+    p_data,
+    request_association,
+)
 from tests.dicom.dicom_harness import SCP_AE, Running, run_tool, running_receiver
 from tests.dicom.dicom_testdata import CT, XA, ct_slice, dataset_bytes, new_study, save, xa_run
 
@@ -372,3 +380,26 @@ async def test_a_store_on_an_unknown_context_or_for_no_storage_class_is_aborted_
     rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
     assert rc == 0, out
     assert not list((scp.state_dir / "spool").rglob("*.dcm"))
+
+
+def _store_with_a_non_ascii_uid_then_a_valid_one(port: int, data: bytes, sop_instance: bytes) -> list[int]:
+    with open_association(port, "TESTSCU", SCP_AE, CT) as sock:
+        statuses = []
+        for message_id, uid in ((1, b"1.2.\xe9"), (2, sop_instance)):
+            sock.sendall(p_data(1, 0x03, c_store_command(CT.encode(), uid, message_id)))
+            sock.sendall(p_data(1, 0x02, data))
+            statuses.append(c_store_status(sock))
+        sock.sendall(RELEASE_RQ)
+        return statuses
+
+
+async def test_a_request_uid_with_a_non_ascii_byte_gets_a_failure_status_and_the_association_goes_on(
+    scp: Running, tmp_path: Path
+) -> None:
+    study, series = new_study()
+    source = save(ct_slice(study, series, 0, rows=8, cols=8), tmp_path / "in")
+    statuses = await asyncio.to_thread(
+        _store_with_a_non_ascii_uid_then_a_valid_one, scp.port, dataset_bytes(source), source.stem.encode()
+    )
+    assert statuses[0] >= 0xA000 and statuses[1] == 0x0000
+    await scp.wait_for(lambda: len(scp.images) == 1 and len(scp.alerts) == 1)
