@@ -99,25 +99,31 @@ def p_data(context_id: int, control: int, data: bytes) -> bytes:
     return bytes([0x04, 0]) + struct.pack(">I", len(item)) + item
 
 
-def c_store_command(sop_class: bytes, sop_instance: bytes, message_id: int = 1) -> bytes:
-    """A C-STORE-RQ command set (implicit VR little endian) announcing a data set; the UIDs are raw bytes so
-    that tests can send ones a valid requestor never would."""
+def command_set(elements: dict[int, bytes]) -> bytes:
+    """A command set (implicit VR little endian) of group 0000 elements given by element number and raw value."""
 
     def element(elem: int, value: bytes) -> bytes:
         value = value + b"\0" if len(value) % 2 else value
         return struct.pack("<HHI", 0, elem, len(value)) + value
 
-    body = b"".join(
-        (
-            element(0x0002, sop_class),
-            element(0x0100, struct.pack("<H", 0x0001)),
-            element(0x0110, struct.pack("<H", message_id)),
-            element(0x0700, struct.pack("<H", 0)),
-            element(0x0800, struct.pack("<H", 0x0000)),
-            element(0x1000, sop_instance),
-        )
-    )
+    body = b"".join(element(elem, value) for elem, value in sorted(elements.items()))
     return element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def c_store_command(sop_class: bytes, sop_instance: bytes, message_id: int = 1) -> bytes:
+    """A C-STORE-RQ announcing a data set; the UIDs are raw bytes so that tests can send ones a valid
+    requestor never would."""
+    us = struct.Struct("<H").pack
+    return command_set(
+        {
+            0x0002: sop_class,
+            0x0100: us(0x0001),
+            0x0110: us(message_id),
+            0x0700: us(0),
+            0x0800: us(0),
+            0x1000: sop_instance,
+        }
+    )
 
 
 def read_answer(sock: socket.socket) -> tuple[int, bytes] | None:

@@ -22,6 +22,7 @@ from pydicom import config as pydicom_config
 from pydicom.uid import UID
 from pynetdicom import _config, evt
 from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import C_STORE_RQ, DIMSEMessage
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
@@ -131,6 +132,15 @@ def encode_c_store_rsp(message_id: int, sop_class: str, sop_instance: str, statu
     return _element(0x0000, struct.pack("<I", len(body))) + body
 
 
+_MESSAGE_MAX = 64 * 1024 * 1024
+"""Largest message other than a C-STORE that pynetdicom may gather in memory (MPPS messages are kilobytes)."""
+
+
+def _buffered(message: DIMSEMessage) -> int:
+    data_set = message.data_set
+    return message.encoded_command_set.tell() + (data_set.tell() if isinstance(data_set, BytesIO) else 0)
+
+
 _storage_class: dict[str, bool] = {}
 _STORAGE_CLASS_CACHE_MAX = 1024
 """The UIDs come from peers: the cache stays bounded whatever they send."""
@@ -206,6 +216,9 @@ class LeanDIMSE(DIMSEServiceProvider):
                 pdvs = pdvs[1:]
         if self._store is None:
             super().receive_primitive(primitive)
+            message = self.message  # None once complete
+            if message is not None and not isinstance(message, C_STORE_RQ) and _buffered(message) > _MESSAGE_MAX:
+                self.dul.event_queue.put("Evt19")  # e.g. an N-CREATE carrying gigabytes: abort, not run out of memory
             return
         for _, fragment in pdvs:
             if fragment[0] & 0x01:  # a command fragment before the data set ended

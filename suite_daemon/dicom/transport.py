@@ -29,6 +29,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from datetime import datetime
 from typing import Any, cast
 
@@ -49,6 +50,15 @@ _FIRST_ALLOCATION = 16 * 1024 * 1024
 _READ_AHEAD = 16 * 1024
 """A small object's PDUs fit; a large PDU is read into its own buffer, with at most this much copied twice."""
 _IDLE_WAIT_S = 0.05
+_CONTROL_PDU_MAX = 1024 * 1024
+"""Largest association, release or abort PDU taken (an A-ASSOCIATE-RQ proposing every SOP class is ~40 KB)."""
+_PDV_CHUNK = 16 * 1024 * 1024
+"""A P-DATA-TF larger than this (possible when no maximum is advertised) is handed to DIMSE in pieces of this
+size as it arrives, so an association never holds more of it in memory."""
+_PDU_TIME_FLOOR_S = 60.0
+_PDU_MIN_RATE = 1024 * 1024
+"""A PDU must arrive within the network timeout plus one second per MiB: a peer that trickles bytes, each
+within the socket's receive timeout, cannot hold a thread (or, before association, a slot) for long."""
 _PDU_HEADER = struct.Struct(">BxL")
 _PDV_HEADER = struct.Struct(">LB")
 
@@ -65,6 +75,8 @@ class LeanSocket(AssociationSocket):
         self._ahead = bytearray()
         """Bytes read from the socket but not asked for yet."""
         self._scratch = bytearray(_READ_AHEAD)
+        self.deadline: float | None = None
+        """When set (time.monotonic()), reads after it raise TimeoutError."""
 
     @property
     def buffered(self) -> bool:
@@ -94,6 +106,7 @@ class LeanSocket(AssociationSocket):
         quickack = None if isinstance(sock, ssl.SSLSocket) else _QUICKACK
         scratch = self._scratch
         while len(self._ahead) < nr_bytes:
+            self._check_deadline()
             n = sock.recv_into(scratch)
             if not n:
                 return
@@ -114,6 +127,7 @@ class LeanSocket(AssociationSocket):
         while got < nr_bytes:
             if got == len(buf):
                 buf.extend(bytes(min(nr_bytes - got, len(buf))))
+            self._check_deadline()
             with memoryview(buf) as view:
                 n = sock.recv_into(view[got:], len(buf) - got)
             if not n:
@@ -124,6 +138,39 @@ class LeanSocket(AssociationSocket):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
         return buf
+
+    def recv_exactly_into(self, view: memoryview) -> bool:
+        """Fill `view` from what was read ahead, then from the socket; False if the peer closed first."""
+        got = min(len(self._ahead), len(view))
+        view[:got] = self._ahead[:got]
+        del self._ahead[:got]
+        sock = cast(socket.socket, self.socket)
+        quickack = None if isinstance(sock, ssl.SSLSocket) else _QUICKACK
+        while got < len(view):
+            self._check_deadline()
+            n = sock.recv_into(view[got:])
+            if not n:
+                return False
+            got += n
+            if quickack is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+        return True
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError("the PDU did not arrive in time")
+
+    def drain(self) -> bool:
+        """Drop what is waiting to be read: what was read ahead, else one read from the socket (call it when
+        `ready`: it may block otherwise); False once the peer has closed."""
+        if self._ahead:
+            self._ahead.clear()
+            return True
+        try:
+            return bool(cast(socket.socket, self.socket).recv_into(self._scratch))
+        except OSError:
+            return False
 
 
 def split_pdvs(body: bytearray) -> list[tuple[int, memoryview]]:
@@ -181,8 +228,19 @@ class LeanDUL(DULServiceProvider):
             return True
         return bool(super()._process_recv_primitive())
 
+    def _pdu_time_s(self, nbytes: int) -> float:
+        return float(self.assoc.network_timeout or _PDU_TIME_FLOOR_S) + nbytes / _PDU_MIN_RATE
+
     def _read_pdu_data(self) -> None:
-        sock = cast(AssociationSocket, self.socket)
+        sock = cast(LeanSocket, self.socket)
+        state = self.state_machine.current_state
+        if state == "Sta13":
+            # The association is being aborted: what the peer still sends is dropped (it may be the rest of a
+            # PDU refused below) until it closes the connection or the ARTIM timer expires.
+            if not sock.drain():
+                self.event_queue.put("Evt17")
+            return
+        sock.deadline = time.monotonic() + self._pdu_time_s(0)
         try:
             header = sock.recv(6)
         except (OSError, TimeoutError):
@@ -192,18 +250,25 @@ class LeanDUL(DULServiceProvider):
             self.event_queue.put("Evt17")
             return
         pdu_type, pdu_length = _PDU_HEADER.unpack(header)
-        if not 0x01 <= pdu_type <= 0x07:
-            self.event_queue.put("Evt19")
+        streamable = state == "Sta6" and self.event_queue.empty()
+        if not 0x01 <= pdu_type <= 0x07 or pdu_length > self._pdu_length_max(pdu_type, streamable):
+            self.event_queue.put("Evt19")  # A-ABORT; the PDU's body is not read
             return
+        sock.deadline += pdu_length / _PDU_MIN_RATE
         try:
+            if pdu_type == 0x04 and pdu_length > _PDV_CHUNK:
+                self._stream_p_data(sock, pdu_length)
+                return
             body = sock.recv(pdu_length)
         except (OSError, TimeoutError):
             self.event_queue.put("Evt17")
             return
+        finally:
+            sock.deadline = None
         if len(body) != pdu_length:
             self.event_queue.put("Evt17")
             return
-        if pdu_type == 0x04 and self.state_machine.current_state == "Sta6" and self.event_queue.empty():
+        if pdu_type == 0x04 and streamable:
             # Sta6 + Evt10 is DT-2 (hand the P-DATA to DIMSE, stay in Sta6): done here without PDU objects.
             try:
                 items = split_pdvs(body)
@@ -222,6 +287,52 @@ class LeanDUL(DULServiceProvider):
             return
         self.event_queue.put(event)
         self._recv_pdu.put(pdu)
+
+    def _pdu_length_max(self, pdu_type: int, streamable: bool) -> int:
+        """The largest PDU body taken: P-DATA-TF up to the maximum we advertised (when unlimited: any size
+        where it can be streamed to DIMSE, else `_PDV_CHUNK`), every other PDU up to 1 MiB."""
+        if pdu_type != 0x04:
+            return _CONTROL_PDU_MAX
+        advertised = int(self.assoc.acceptor.maximum_length or 0)
+        if advertised:
+            return advertised
+        return 0xFFFFFFFF if streamable else _PDV_CHUNK
+
+    def _stream_p_data(self, sock: LeanSocket, pdu_length: int) -> None:
+        """A P-DATA-TF too large to hold (only in the data-transfer state, with no maximum advertised): each
+        PDV handed to DIMSE in pieces of up to `_PDV_CHUNK` as it arrives, every piece but a PDV's last with
+        the last-fragment bit cleared."""
+        dimse = self.assoc.dimse
+        left = pdu_length
+        while left:
+            head = sock.recv(6)
+            if len(head) != 6:
+                self.event_queue.put("Evt17")
+                return
+            item_length, context_id = _PDV_HEADER.unpack_from(head)
+            control = head[5]
+            if item_length < 2 or 4 + item_length > left:
+                self.event_queue.put("Evt19")
+                return
+            left -= 4 + item_length
+            data_left = item_length - 2
+            while True:
+                n = min(data_left, _PDV_CHUNK)
+                data_left -= n
+                piece = bytearray(1 + n)
+                piece[0] = control if not data_left else control & ~0x02
+                with memoryview(piece) as view:
+                    if not sock.recv_exactly_into(view[1:]):
+                        self.event_queue.put("Evt17")
+                        return
+                primitive = P_DATA()
+                primitive.presentation_data_value_list = []
+                primitive.presentation_data_value_list.append((context_id, memoryview(piece)))  # type: ignore[arg-type]
+                dimse.receive_primitive(primitive)
+                if not data_left or not self.event_queue.empty():
+                    break
+            if not self.event_queue.empty():
+                return  # DIMSE refused what it got (an abort follows)
 
     def _wait(self) -> None:
         wrapper = self.socket
@@ -283,6 +394,10 @@ class LeanDUL(DULServiceProvider):
             dimse = self.assoc.dimse
             if isinstance(dimse, LeanDIMSE):
                 dimse.close()
+            if self.assoc.requestor.primitive is None:
+                # Ended before an A-ASSOCIATE-RQ came (refused, or the peer left): the association thread
+                # waits for one up to the ACSE timeout; None is what it gets when that expires.
+                self.to_user_queue.put(None)  # type: ignore[arg-type]
             self.activity.set()
             self._pipe_open = False
             os.close(self._wake_r)

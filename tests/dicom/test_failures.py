@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import shutil
 import ssl
+import struct
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +20,10 @@ from pynetdicom import AE, _config
 from pynetdicom.association import Association
 from pynetdicom.dsutils import encode
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import by pynetdicom
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at import by pynetdicom
+    ModalityPerformedProcedureStep,
+    Verification,
+)
 
 from suite_daemon.dicom.part10 import encode_file_meta
 from suite_daemon.dicom.policy import CallerPolicy
@@ -27,6 +32,7 @@ from tests.association_probe import (
     abort_or_close,
     c_store_command,
     c_store_status,
+    command_set,
     open_association,
     p_data,
     request_association,
@@ -297,20 +303,86 @@ async def test_a_disk_that_fills_while_a_data_set_streams_in_gives_a700_and_serv
     assert (alert.level, alert.data["reason"], alert.data["status"]) == ("critical", "spool_write_failed", "0xA700")
 
 
-async def test_garbage_on_the_wire_drops_that_connection_only(tmp_path: Path) -> None:
-    """A peer claiming a 4 GiB PDU and then going quiet: no huge allocation, the connection is dropped
-    after the network timeout, and other callers are served meanwhile."""
-    async with running_receiver(tmp_path / "state", ingest_log_mb=0, network_timeout_s=1.0, acse_timeout_s=1.0) as scp:
+async def test_a_pdu_claiming_4_gib_is_refused_at_once_and_others_are_served(tmp_path: Path) -> None:
+    """A peer claiming a 4 GiB A-ASSOCIATE-RQ: no allocation, no wait for its body; an A-ABORT at once, the
+    connection closed, and other callers served meanwhile."""
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0) as scp:
         reader, writer = await asyncio.open_connection("127.0.0.1", scp.port)
         writer.write(b"\x01\x00\xff\xff\xff\xff" + b"\x00" * 1000)
         await writer.drain()
         rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
         assert rc == 0, out
-        async with asyncio.timeout(20):
-            assert await reader.read() == b""  # the receiver closed the connection
+        async with asyncio.timeout(10):
+            assert (await reader.read())[:1] == b"\x07"  # A-ABORT, then the receiver closed the connection
         writer.close()
         rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
         assert rc == 0, out
+
+
+async def test_a_peer_trickling_a_pdu_is_dropped_after_the_network_timeout(tmp_path: Path) -> None:
+    """A byte every 0.2 s never trips the socket's receive timeout (1 s here); the PDU's own deadline (the
+    network timeout, plus a second per MiB) drops the connection."""
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0, network_timeout_s=1.0, acse_timeout_s=1.0) as scp:
+        reader, writer = await asyncio.open_connection("127.0.0.1", scp.port)
+        writer.write(b"\x01\x00\x00\x00\x01\x00")  # an A-ASSOCIATE-RQ of 256 bytes, never finished
+        closed_after = None
+        started = asyncio.get_running_loop().time()
+        for _ in range(100):  # 20 s at most
+            await asyncio.sleep(0.2)
+            try:
+                writer.write(b"\x00")
+                await writer.drain()
+            except ConnectionError:
+                closed_after = asyncio.get_running_loop().time() - started
+                break
+            if reader.at_eof() or (await _read_some(reader)) == b"":
+                closed_after = asyncio.get_running_loop().time() - started
+                break
+        writer.close()
+        assert closed_after is not None and closed_after < 10
+
+
+async def _read_some(reader: asyncio.StreamReader) -> bytes | None:
+    """What arrived (b"" once closed), or None if nothing did."""
+    try:
+        async with asyncio.timeout(0.01):
+            return await reader.read(100)
+    except TimeoutError:
+        return None
+
+
+def _send_one_pdv(port: int, command: bytes, data: bytes) -> int | None:
+    """A C-STORE whose data set goes in one PDV of one P-DATA-TF: its status, None if the daemon aborted."""
+    with open_association(port, "TESTSCU", SCP_AE, CT) as sock:
+        sock.sendall(p_data(1, 0x03, command))
+        sock.sendall(p_data(1, 0x02, data))
+        try:
+            return c_store_status(sock)
+        except AssertionError:
+            return None
+
+
+async def test_a_p_data_larger_than_the_advertised_maximum_is_aborted(tmp_path: Path) -> None:
+    study, series = new_study()
+    source = save(ct_slice(study, series, 0, rows=128, cols=128), tmp_path / "in")
+    command = c_store_command(CT.encode(), source.stem.encode())
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0, max_pdu_size=16384) as scp:
+        assert await asyncio.to_thread(_send_one_pdv, scp.port, command, dataset_bytes(source)) is None
+        assert not scp.images
+
+
+async def test_a_data_set_in_one_huge_pdu_is_stored_byte_for_byte(tmp_path: Path) -> None:
+    """With no maximum advertised a sender may put a 20 MB data set in one PDU: it is handed on in pieces as
+    it arrives (never held whole) and stored exactly."""
+    study, series = new_study()
+    source = save(ct_slice(study, series, 0, rows=3200, cols=3200), tmp_path / "in")
+    data = dataset_bytes(source)
+    assert len(data) > 20_000_000
+    command = c_store_command(CT.encode(), source.stem.encode())
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0) as scp:
+        assert await asyncio.to_thread(_send_one_pdv, scp.port, command, data) == 0x0000
+        await scp.wait_for(lambda: len(scp.images) == 1)
+        assert dataset_bytes(scp.images[0].path) == data
 
 
 async def test_store_handler_exception_answers_c211_and_association_goes_on(
@@ -403,3 +475,32 @@ async def test_a_request_uid_with_a_non_ascii_byte_gets_a_failure_status_and_the
     )
     assert statuses[0] >= 0xA000 and statuses[1] == 0x0000
     await scp.wait_for(lambda: len(scp.images) == 1 and len(scp.alerts) == 1)
+
+
+def _n_create_without_end(port: int, limit: int) -> tuple[bool, int]:
+    """An N-CREATE whose data set keeps coming, 1 MiB per P-DATA: (aborted, bytes sent before the A-ABORT)."""
+    mpps = ModalityPerformedProcedureStep.encode()
+    us = struct.Struct("<H").pack
+    command = command_set({0x0002: mpps, 0x0100: us(0x0140), 0x0110: us(1), 0x0800: us(0)})
+    piece = p_data(1, 0x00, b"\0" * (1 << 20))
+    with open_association(port, "TESTSCU", SCP_AE, mpps.decode()) as sock:
+        sock.sendall(p_data(1, 0x03, command))
+        sent = 0
+        while sent < limit:
+            try:
+                sock.sendall(piece)
+            except OSError:
+                break
+            sent += len(piece)
+            if select.select([sock], [], [], 0)[0]:
+                break
+        return abort_or_close(sock), sent
+
+
+async def test_a_message_other_than_a_store_that_keeps_growing_is_aborted(tmp_path: Path) -> None:
+    """pynetdicom gathers an N-CREATE's data set in memory: past 64 MiB the association is aborted."""
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0, acse_timeout_s=1.0) as scp:
+        aborted, sent = await asyncio.to_thread(_n_create_without_end, scp.port, 256 << 20)
+        assert aborted and 64 << 20 < sent < 128 << 20
+        rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
+        assert rc == 0, out
