@@ -354,11 +354,10 @@ async def _read_some(reader: asyncio.StreamReader) -> bytes | None:
 def _send_one_pdv(port: int, command: bytes, data: bytes) -> int | None:
     """A C-STORE whose data set goes in one PDV of one P-DATA-TF: its status, None if the daemon aborted."""
     with open_association(port, "TESTSCU", SCP_AE, CT) as sock:
-        sock.sendall(p_data(1, 0x03, command))
-        sock.sendall(p_data(1, 0x02, data))
         try:
+            sock.sendall(p_data(1, 0x03, command) + p_data(1, 0x02, data))
             return c_store_status(sock)
-        except AssertionError:
+        except (AssertionError, OSError):  # aborted (maybe before it had all been sent)
             return None
 
 
@@ -418,9 +417,12 @@ def _server_of(thread: threading.Thread) -> object:
 def _store_outside_the_rules(port: int, context_id: int, sop_class: bytes, sop_instance: bytes) -> bool:
     """A C-STORE on an association for CT images that breaks a rule: whether the daemon aborted it."""
     with open_association(port, "TESTSCU", SCP_AE, CT) as sock:
-        sock.sendall(p_data(context_id, 0x03, c_store_command(sop_class, sop_instance)))
-        sock.sendall(p_data(context_id, 0x00, b"\x08\x00\x18\x00UI\x04\x001.2\x00" * 100))
-        sock.sendall(p_data(context_id, 0x02, b""))
+        message = (
+            p_data(context_id, 0x03, c_store_command(sop_class, sop_instance))
+            + p_data(context_id, 0x00, b"\x08\x00\x18\x00UI\x04\x001.2\x00" * 100)
+            + p_data(context_id, 0x02, b"")
+        )
+        sock.sendall(message)  # in one go: the abort may come as soon as the command is read
         return abort_or_close(sock)
 
 
