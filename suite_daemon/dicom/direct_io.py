@@ -32,6 +32,8 @@ class DirectWriter:
     def __init__(self) -> None:
         self.supported = True
         self._local = threading.local()
+        self._spare_stages: list[tuple[mmap.mmap, mmap.mmap]] = []
+        self._stages_lock = threading.Lock()
 
     def write_file(self, path: os.PathLike[str] | str, src_fd: int, offset: int, length: int) -> bool:
         """Create (or truncate) `path` holding `length` bytes of `src_fd` from `offset`. Returns False,
@@ -66,13 +68,22 @@ class DirectWriter:
         self.supported = False
         return False
 
-    def stages(self) -> tuple[mmap.mmap, mmap.mmap]:
-        """This thread's staging buffers for a `DirectAppender` (one stream at a time per thread)."""
-        stages: tuple[mmap.mmap, mmap.mmap] | None = getattr(self._local, "stages", None)
-        if stages is None:
-            stages = (mmap.mmap(-1, STAGE_BYTES), mmap.mmap(-1, STAGE_BYTES))
-            self._local.stages = stages
-        return stages
+    def take_stages(self) -> tuple[mmap.mmap, mmap.mmap]:
+        """Staging buffers for one `DirectAppender`, its own until `give_back_stages`. Reused (their pages
+        stay warm), and never shared: a stream finished on another thread while the next one is already
+        being written must not have its last bytes overwritten."""
+        with self._stages_lock:
+            if self._spare_stages:
+                return self._spare_stages.pop()
+        return (mmap.mmap(-1, STAGE_BYTES), mmap.mmap(-1, STAGE_BYTES))
+
+    def give_back_stages(self, stages: tuple[mmap.mmap, mmap.mmap]) -> None:
+        with self._stages_lock:
+            if len(self._spare_stages) < _SPARE_STAGES_MAX:
+                self._spare_stages.append(stages)
+                return
+        for stage in stages:
+            stage.close()
 
     def _buffer(self, size: int) -> memoryview:
         buffer: mmap.mmap | None = getattr(self._local, "buffer", None)
@@ -95,6 +106,8 @@ def _read_exactly(fd: int, view: memoryview, offset: int) -> None:
 
 STAGE_BYTES = 1024 * 1024
 """What `DirectAppender` gathers before each direct write."""
+_SPARE_STAGES_MAX = 8
+"""Staging buffer pairs kept for reuse (one per association streaming at once, by default at most 8)."""
 _WRITERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dicom-direct-io")
 """Direct writes wait for the disk: they run here while the receiving thread gathers the next MiB."""
 
@@ -105,10 +118,12 @@ class DirectAppender:
     the other fills); `finish` writes the rest and cuts the file to its size. Where a direct write is refused
     (EINVAL), the rest goes through `fd`."""
 
-    def __init__(self, direct_fd: int, fd: int, stages: tuple[mmap.mmap, mmap.mmap]) -> None:
+    def __init__(self, direct_fd: int, fd: int, writer: DirectWriter) -> None:
         self._direct_fd = direct_fd
         self._fd = fd
-        self._stages = stages
+        self._writer = writer
+        stages = writer.take_stages()
+        self._stages: tuple[mmap.mmap, mmap.mmap] | None = stages
         self._stage = stages[0]
         self._filled = 0
         self._offset = 0
@@ -124,9 +139,11 @@ class DirectAppender:
         except OSError as exc:
             writer._refused(exc)
             return None
-        return cls(direct_fd, fd, writer.stages())
+        return cls(direct_fd, fd, writer)
 
     def append(self, chunk: bytes | memoryview) -> None:
+        stages = self._stages
+        assert stages is not None, "appended after close"
         with memoryview(chunk) as view:
             done = 0
             while done < len(view):
@@ -138,7 +155,7 @@ class DirectAppender:
                     self._wait()
                     self._writing = _WRITERS.submit(self._write, self._stage, STAGE_BYTES, self._offset)
                     self._offset += STAGE_BYTES
-                    self._stage = self._stages[1] if self._stage is self._stages[0] else self._stages[0]
+                    self._stage = stages[1] if self._stage is stages[0] else stages[0]
                     self._filled = 0
 
     def finish(self) -> None:
@@ -160,6 +177,9 @@ class DirectAppender:
         if self._direct_fd >= 0 and self._direct_fd != self._fd:
             os.close(self._direct_fd)
         self._direct_fd = -1
+        if self._stages is not None:
+            self._writer.give_back_stages(self._stages)
+            self._stages = None
 
     def _wait(self) -> None:
         writing, self._writing = self._writing, None

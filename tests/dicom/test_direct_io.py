@@ -114,6 +114,27 @@ def test_a_file_appended_around_the_page_cache_holds_exactly_what_was_appended(
     assert path.read_bytes() == b"".join(chunks)
 
 
+def test_a_stream_finished_after_the_next_one_started_keeps_its_bytes(tmp_path: Path) -> None:
+    """A pipelining peer: the first object's stream is finished (by the association thread) after the receiving
+    thread has begun writing the next one. Each has its own staging buffers."""
+    writer = DirectWriter()
+    first, second = os.urandom(STAGE_BYTES + 5000), os.urandom(2 * STAGE_BYTES + 3)
+    fds = [os.open(tmp_path / name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600) for name in ("a", "b")]
+    try:
+        appenders = [DirectAppender.open(tmp_path / name, fd, writer) for name, fd in zip("ab", fds, strict=True)]
+        a, b = appenders
+        assert a is not None and b is not None
+        a.append(first)  # its last 5000 bytes wait in a staging buffer
+        b.append(second)
+        a.finish()
+        b.finish()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert (tmp_path / "a").read_bytes() == first
+    assert (tmp_path / "b").read_bytes() == second
+
+
 def test_a_file_system_without_o_direct_gets_no_appender(tmp_path: Path) -> None:
     writer = DirectWriter()
     writer.supported = False  # what a refused O_DIRECT open leaves behind
