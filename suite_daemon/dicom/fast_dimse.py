@@ -12,6 +12,7 @@ N-CREATE, N-SET, failures with comments) takes pynetdicom's path.
 from __future__ import annotations
 
 import contextlib
+import queue
 import struct
 from collections.abc import Callable
 from io import BytesIO
@@ -174,7 +175,11 @@ class LeanDIMSE(DIMSEServiceProvider):
         if self._stream is not None:
             self._stream.discard()
             self._stream = None
-        for _, request in list(self.msg_queue.queue):  # received but never served
+        while True:  # received but never served; each taken off the queue, so the association thread cannot
+            try:  # serve one whose stream is discarded here
+                _, request = self.msg_queue.get_nowait()
+            except queue.Empty:
+                return
             stream = getattr(request, "suite_stream", None)
             if stream is not None and not stream.committed:
                 stream.discard()

@@ -22,6 +22,7 @@ dominated by their data anyway, are written to their spool file directly.
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import struct
@@ -133,6 +134,7 @@ class LogWriter:
 
     def commit(self, relative_path: str) -> RecordRef:
         """Write the record header and meta, fdatasync: the object is durable when this returns."""
+        self._check_open()
         meta = _meta(relative_path)
         segment = self.segment
         head = _record_header(segment.generation, self.written, meta, zlib.crc32(meta, self._crc))
@@ -147,6 +149,7 @@ class LogWriter:
 
     def write_whole(self, chunks: tuple[bytes | memoryview, ...], relative_path: str) -> RecordRef | None:
         """`feed` every chunk, then `commit`, in one write. None (nothing written) when it would not fit."""
+        self._check_open()
         payload_len = sum(len(chunk) for chunk in chunks)
         if self.written or self._pos + payload_len > self._limit:
             return None
@@ -177,6 +180,11 @@ class LogWriter:
 
     def _close(self) -> None:
         self._open = False
+
+    def _check_open(self) -> None:
+        """A writer given back no longer holds its segment: another may be writing there."""
+        if not self._open:
+            raise OSError(errno.EBADF, "the ingest log writer was given back")
 
 
 class IngestLog:

@@ -461,6 +461,8 @@ class LeanAssociation(Association):
         while not self._kill:
             if not served:
                 activity.wait(_IDLE_WAIT_S)
+                if self._kill:
+                    return
             activity.clear()
             served = False
             self._is_paused = True

@@ -171,3 +171,23 @@ def test_one_receiver_per_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         first.close()
     second, _ = ready_spool(root, LOG_BYTES)  # free again once the first one is closed
     second.close()
+
+
+def test_a_writer_given_back_cannot_commit(tmp_path: Path) -> None:
+    """Once abandoned (its association gone), a writer's segment may be another's: it writes nothing more."""
+    root = tmp_path / "spool"
+    spool, _ = ready_spool(root, LOG_BYTES)
+    try:
+        writer = spool.log.writer()
+        assert writer is not None
+        assert writer.feed(b"x" * 1000)
+        writer.abandon()
+        with pytest.raises(OSError):
+            writer.commit("1.2/1.2.3/1.2.3.4.dcm")
+        with pytest.raises(OSError):
+            writer.write_whole((b"y" * 100,), "1.2/1.2.3/1.2.3.5.dcm")
+    finally:
+        spool.close()
+    again, pending = ready_spool(root, LOG_BYTES)
+    again.close()
+    assert pending == []
