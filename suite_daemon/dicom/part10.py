@@ -42,6 +42,17 @@ _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQ_END = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
+_DEFLATED = frozenset({DEFLATED_LE, "1.2.840.10008.1.2.4.95"})
+"""Deflated Explicit VR Little Endian and JPIP Referenced Deflate: the whole data set is a raw deflate stream."""
+
+INFLATE_FLOOR = 64 * 1024 * 1024
+"""Any deflated data set may inflate to 64 MiB, whatever its ratio (sparse segmentations, zero-padded frames)."""
+INFLATE_RATIO = 200
+"""Above the floor, up to 200x its deflated size: image data rarely inflates beyond 20-50x, a bomb ~1000x."""
+INFLATE_CEILING = 2 * 1024 * 1024 * 1024
+"""Never more than 2 GiB: the inflated data set is held in memory whole (reached from ~10 MiB deflated)."""
+_INFLATE_IN, _INFLATE_OUT = 1024 * 1024, 4 * 1024 * 1024
+"""Inflate 1 MiB in, at most 4 MiB out at a time: a bomb costs the bound plus one step, never more."""
 
 
 class DatasetError(ValueError):
@@ -147,12 +158,7 @@ def read_header(data: bytes | memoryview, transfer_syntax_uid: str) -> Header:
     One pass over the element headers (values are skipped by their lengths, pixel data is never read).
     Raises `DatasetError` when the data set is truncated or malformed.
     """
-    raw: bytes | memoryview = data
-    if transfer_syntax_uid in (DEFLATED_LE, "1.2.840.10008.1.2.4.95"):
-        try:
-            raw = zlib.decompress(bytes(data), -zlib.MAX_WBITS)
-        except zlib.error as exc:
-            raise DatasetError(f"deflated data set does not inflate: {exc}") from exc
+    raw: bytes | bytearray | memoryview = _inflate(data) if transfer_syntax_uid in _DEFLATED else data
     implicit = transfer_syntax_uid == IMPLICIT_LE
     little = transfer_syntax_uid != EXPLICIT_BE
     if len(raw) < 8:
@@ -160,6 +166,45 @@ def read_header(data: bytes | memoryview, transfer_syntax_uid: str) -> Header:
     values: dict[str, bytes] = {}
     _walk(memoryview(raw), 0, len(raw), implicit, little, values)
     return Header(HeaderValues(values, little), len(data))
+
+
+def inflate_limit(deflated_size: int) -> int:
+    """The most a deflated data set of `deflated_size` bytes may inflate to (see `INFLATE_RATIO`)."""
+    return min(INFLATE_CEILING, max(INFLATE_FLOOR, INFLATE_RATIO * deflated_size))
+
+
+def _inflate(data: bytes | memoryview) -> bytearray:
+    """Inflate a deflated data set, refusing one that inflates beyond `inflate_limit` (a deflate bomb).
+
+    Anything after the end of the deflate stream (the NUL that pads it to an even length) is ignored.
+    """
+    limit = inflate_limit(len(data))
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    view = memoryview(data)
+    out = bytearray()
+    fed = 0
+    pending: bytes | memoryview = b""
+    held_back = False
+    try:
+        while not inflater.eof:
+            if not pending:
+                if fed >= len(view) and not held_back:
+                    break
+                pending = view[fed : fed + _INFLATE_IN]
+                fed += len(pending)
+            room = min(_INFLATE_OUT, limit + 1 - len(out))
+            chunk = inflater.decompress(pending, room)
+            out += chunk
+            if len(out) > limit:
+                raise DatasetError(f"deflated data set inflates beyond {limit / 2**20:.0f} MiB")
+            # A full output may leave inflated bytes inside the inflater even when all input is consumed.
+            held_back = len(chunk) == room
+            pending = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise DatasetError(f"deflated data set does not inflate: {exc}") from exc
+    if not inflater.eof:
+        raise DatasetError("deflated data set does not inflate: the deflate stream is truncated")
+    return out
 
 
 def _walk(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 import zlib
 
 import pytest
@@ -10,7 +11,16 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import encode
 
-from suite_daemon.dicom.part10 import DatasetError, encode_file_meta, read_header, summarize
+from suite_daemon.dicom import part10
+from suite_daemon.dicom.part10 import (
+    INFLATE_CEILING,
+    INFLATE_FLOOR,
+    DatasetError,
+    encode_file_meta,
+    inflate_limit,
+    read_header,
+    summarize,
+)
 from tests.dicom.dicom_testdata import ct_slice, dose_sr, mr_image, new_study
 
 
@@ -49,6 +59,87 @@ def test_deflated_and_sequences_and_charset() -> None:
     header = read_header(data, "1.2.840.10008.1.2.1.99")
     assert header.dataset.get("SeriesDescription") == "Dosis Übersicht"
     assert header.length == len(data)
+
+
+def _deflate(data: bytes) -> bytes:
+    deflater = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return deflater.compress(data) + deflater.flush()
+
+
+def _deflated_zeros(zeros: int) -> bytes:
+    """A deflated CT data set whose pixel data is `zeros` zero bytes, made without ever holding them."""
+    study, series = new_study()
+    ds = ct_slice(study, series, 0, rows=8, cols=8)
+    del ds.PixelData
+    head = _encode(ds) + struct.pack("<HH2s2xI", 0x7FE0, 0x0010, b"OB", zeros)
+    deflater = zlib.compressobj(9, wbits=-zlib.MAX_WBITS)
+    start = deflater.compress(head) + deflater.flush(zlib.Z_FULL_FLUSH)
+    # Nothing after a full flush refers back past it, so one deflated MiB of zeros can be repeated as is.
+    mib = deflater.compress(bytes(1 << 20)) + deflater.flush(zlib.Z_FULL_FLUSH)
+    end = deflater.compress(bytes(zeros % (1 << 20))) + deflater.flush()
+    return start + mib * (zeros >> 20) + end
+
+
+def test_inflate_limit_has_a_floor_a_ratio_and_a_ceiling() -> None:
+    assert inflate_limit(0) == inflate_limit(1000) == INFLATE_FLOOR == 64 << 20
+    assert inflate_limit(1 << 20) == 200 << 20
+    assert inflate_limit(100 << 20) == INFLATE_CEILING == 2 << 30
+
+
+def test_deflated_pixel_data_within_the_bound_reads() -> None:
+    data = _deflated_zeros((9 << 20) + 2)  # ~1000x, more than a real image, but below the floor
+    header = read_header(data, "1.2.840.10008.1.2.1.99")
+    assert header.dataset.get("Modality") == "CT" and header.length == len(data)
+
+
+def test_deflate_bomb_is_refused_without_inflating_it() -> None:
+    data = _deflated_zeros(256 << 20)
+    assert len(data) < 300_000 and inflate_limit(len(data)) == INFLATE_FLOOR
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError, match="deflated data set inflates beyond 64 MiB"):
+            read_header(memoryview(data), "1.2.840.10008.1.2.1.99")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * INFLATE_FLOOR  # the bound and a step of slack, not the 256 MiB of the bomb
+
+
+@pytest.mark.parametrize(("step_in", "step_out"), [(1, 1), (7, 3), (3, 7), (1 << 20, 4 << 20)])
+def test_inflating_in_steps_of_any_size_gives_the_whole_data_set(
+    monkeypatch: pytest.MonkeyPatch, step_in: int, step_out: int
+) -> None:
+    monkeypatch.setattr(part10, "_INFLATE_IN", step_in)
+    monkeypatch.setattr(part10, "_INFLATE_OUT", step_out)
+    study, series = new_study()
+    ds = dose_sr(study, series, 1)
+    raw = _encode(ds)
+    inflated = part10._inflate(_deflate(raw))
+    assert inflated == raw
+    assert read_header(_deflate(raw), "1.2.840.10008.1.2.4.95").dataset.get("SOPInstanceUID") == ds.SOPInstanceUID
+
+
+@pytest.mark.parametrize("cut", [1, 10, 200])
+def test_truncated_deflate_stream_does_not_inflate(cut: int) -> None:
+    study, series = new_study()
+    data = _deflate(_encode(dose_sr(study, series, 1)))
+    with pytest.raises(DatasetError, match="does not inflate"):
+        read_header(data[:-cut], "1.2.840.10008.1.2.1.99")
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff" * 64, bytes(range(256))])
+def test_invalid_deflate_stream_does_not_inflate(data: bytes) -> None:
+    with pytest.raises(DatasetError, match="does not inflate"):
+        read_header(data, "1.2.840.10008.1.2.1.99")
+
+
+@pytest.mark.parametrize("trailer", [b"\x00", b"\x00" * 3 + b"junk"])
+def test_bytes_after_the_deflate_stream_are_ignored(trailer: bytes) -> None:
+    study, series = new_study()
+    ds = dose_sr(study, series, 1)
+    data = _deflate(_encode(ds)) + trailer  # a NUL pads an odd-length stream to an even length
+    header = read_header(data, "1.2.840.10008.1.2.1.99")
+    assert header.dataset.get("SOPInstanceUID") == ds.SOPInstanceUID and header.length == len(data)
 
 
 @pytest.mark.parametrize("cut", [1, 100, 1000, 5000])
