@@ -256,7 +256,7 @@ class LeanDUL(DULServiceProvider):
             return
         sock.deadline += pdu_length / _PDU_MIN_RATE
         try:
-            if pdu_type == 0x04 and pdu_length > _PDV_CHUNK:
+            if pdu_type == 0x04 and pdu_length > _PDV_CHUNK and streamable:
                 self._stream_p_data(sock, pdu_length)
                 return
             body = sock.recv(pdu_length)
