@@ -56,6 +56,7 @@ class Spool:
         self._lock_fd: int | None = None
         self._free_mb = 0.0
         self._free_read_at = -1e9
+        self._written_lock = threading.Lock()
         self._written_since = 0
         self._made_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
@@ -171,12 +172,14 @@ class Spool:
         if now - self._free_read_at > _FREE_SPACE_TTL_S:
             st = os.statvfs(self.root)
             self._free_mb = st.f_bavail * st.f_frsize / (1024 * 1024)
-            self._free_read_at = now
-            self._written_since = 0
+            with self._written_lock:
+                self._free_read_at = now
+                self._written_since = 0
         return self._free_mb - self._written_since / (1024 * 1024)
 
     def count_written(self, nbytes: int) -> None:
-        self._written_since += nbytes
+        with self._written_lock:  # several associations' threads at once
+            self._written_since += nbytes
 
     def write(self, path: Path, *chunks: bytes | memoryview) -> RecordRef | None:
         """Make the object `chunks` durable for `path`: in the ingest log (returns its record, to be filed
@@ -243,8 +246,22 @@ class Spool:
     def file_record(self, ref: RecordRef, path: Path) -> None:
         """Copy a logged object into its spool file, in place: no temporary name is needed, because until
         `checkpoint` has synced it, the log still holds the object and a restart files it again. (The
-        pipeline hears of an object only once it is filed.)"""
+        pipeline hears of an object only once it is filed.) A file that is already there (filed before a
+        crash, maybe announced and being read) is replaced whole by a rename, never truncated under a reader."""
         self._ensure_dir(path.parent, sync=False)
+        if not path.exists():
+            self._copy_record(ref, path)
+        else:
+            tmp = self.incoming / f"{os.getpid()}-{next(self._names)}{_TMP_SUFFIX}"
+            try:
+                self._copy_record(ref, tmp)
+                os.rename(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        self.log.filed(ref, path)
+
+    def _copy_record(self, ref: RecordRef, path: Path) -> None:
         direct = ref.payload_len >= _DIRECT_MIN and self._direct.write_file(
             path, ref.segment.fd, ref.payload_offset, ref.payload_len
         )
@@ -254,7 +271,6 @@ class Spool:
                 copy_record(ref, fd)
             finally:
                 os.close(fd)
-        self.log.filed(ref, path)
 
     def checkpoint(self, idle: bool) -> int:
         return self.log.checkpoint(idle)
