@@ -101,42 +101,41 @@ class LeanSocket(AssociationSocket):
         del ahead[:nr_bytes]
         return out
 
-    def _read_ahead(self, nr_bytes: int) -> None:
+    def _recv_into(self, view: memoryview | bytearray) -> int:
+        """One read from the socket into `view` (within the PDU's deadline), then TCP_QUICKACK re-armed."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError("the PDU did not arrive in time")
         sock = cast(socket.socket, self.socket)
-        quickack = None if isinstance(sock, ssl.SSLSocket) else _QUICKACK
+        n = sock.recv_into(view)
+        if n and _QUICKACK is not None and not isinstance(sock, ssl.SSLSocket):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        return n
+
+    def _read_ahead(self, nr_bytes: int) -> None:
         scratch = self._scratch
         while len(self._ahead) < nr_bytes:
-            self._check_deadline()
-            n = sock.recv_into(scratch)
+            n = self._recv_into(scratch)
             if not n:
                 return
             self._ahead += memoryview(scratch)[:n]
-            if quickack is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
 
     def _recv_large(self, nr_bytes: int) -> bytearray:
         """Read exactly up to `nr_bytes` into one buffer, which grows as data arrives, so a bogus PDU length
         cannot make us allocate gigabytes up front."""
-        sock = cast(socket.socket, self.socket)
         got = len(self._ahead)
         buf = bytearray(max(got, min(nr_bytes, _FIRST_ALLOCATION)))
         buf[:got] = self._ahead
         self._ahead.clear()
-        quickack = None if isinstance(sock, ssl.SSLSocket) else _QUICKACK
         while got < nr_bytes:
             if got == len(buf):
                 buf.extend(bytes(min(nr_bytes - got, len(buf))))
-            self._check_deadline()
             with memoryview(buf) as view:
-                n = sock.recv_into(view[got:], len(buf) - got)
+                n = self._recv_into(view[got:])
             if not n:
                 del buf[got:]
                 return buf
             got += n
-            if quickack is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
         return buf
 
     def recv_exactly_into(self, view: memoryview) -> bool:
@@ -144,22 +143,12 @@ class LeanSocket(AssociationSocket):
         got = min(len(self._ahead), len(view))
         view[:got] = self._ahead[:got]
         del self._ahead[:got]
-        sock = cast(socket.socket, self.socket)
-        quickack = None if isinstance(sock, ssl.SSLSocket) else _QUICKACK
         while got < len(view):
-            self._check_deadline()
-            n = sock.recv_into(view[got:])
+            n = self._recv_into(view[got:])
             if not n:
                 return False
             got += n
-            if quickack is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
         return True
-
-    def _check_deadline(self) -> None:
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise TimeoutError("the PDU did not arrive in time")
 
     def drain(self) -> bool:
         """Drop what is waiting to be read: what was read ahead, else one read from the socket (call it when

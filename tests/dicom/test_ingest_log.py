@@ -115,17 +115,23 @@ def test_a_large_object_streams_to_its_own_file(tmp_path: Path) -> None:
         spool.close()
 
 
-async def test_the_receiver_files_logged_objects_before_serving(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
-    root = state_dir / "spool"
+def _logged_then_killed(tmp_path: Path, root: Path, count: int) -> list[Path]:
+    """`count` CT slices made durable in the ingest log of the spool at `root`, then the spool left as a
+    SIGKILL would leave it (nothing filed). Returns the slices' source files."""
     spool, _ = ready_spool(root, LOG_BYTES)
     study, series = new_study()
-    sources = [save(ct_slice(study, series, i, rows=64, cols=64), tmp_path / "src") for i in range(4)]
+    sources = [save(ct_slice(study, series, i, rows=64, cols=64), tmp_path / "src") for i in range(count)]
     for source in sources:
         raw = source.read_bytes()
         cut = dataset_offset(raw)
         assert spool.write(spool.path_for(study, series, source.stem), raw[:cut], raw[cut:]) is not None
-    spool.close()  # killed before filing
+    spool.close()
+    return sources
+
+
+async def test_the_receiver_files_logged_objects_before_serving(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    sources = _logged_then_killed(tmp_path, state_dir / "spool", 4)
 
     async with running_receiver(state_dir) as scp:
         await scp.wait_for(lambda: len(scp.images) == len(sources))
@@ -144,19 +150,11 @@ async def test_logged_objects_are_filed_after_a_restart_with_the_log_off_or_smal
     the segments it no longer wants are removed."""
     state_dir = tmp_path / "state"
     root = state_dir / "spool"
-    spool, _ = ready_spool(root, LOG_BYTES)  # two segments
-    study, series = new_study()
-    sources = [save(ct_slice(study, series, i, rows=64, cols=64), tmp_path / "src") for i in range(3)]
-    for source in sources:
-        raw = source.read_bytes()
-        cut = dataset_offset(raw)
-        assert spool.write(spool.path_for(study, series, source.stem), raw[:cut], raw[cut:]) is not None
-    spool.close()  # killed before filing
+    sources = _logged_then_killed(tmp_path, root, 3)  # in a log of two segments
 
     async with running_receiver(state_dir, ingest_log_mb=ingest_log_mb) as scp:
         await scp.wait_for(lambda: len(scp.images) == len(sources))
-        for source in sources:
-            assert dataset_bytes(spool.path_for(study, series, source.stem)) == dataset_bytes(source)
+        assert sorted(dataset_bytes(i.path) for i in scp.images) == sorted(dataset_bytes(s) for s in sources)
         assert len(list((root / ".ingest").glob("seg-*.log"))) == ingest_log_mb // 16
 
 
