@@ -168,14 +168,16 @@ class Spool:
     def free_mb(self) -> float:
         """Free space, read at most every `_FREE_SPACE_TTL_S` (statvfs takes 10-30 us, more when the disk
         is busy; minus what was written since, so a burst cannot overshoot the threshold)."""
-        now = time.monotonic()
-        if now - self._free_read_at > _FREE_SPACE_TTL_S:
-            st = os.statvfs(self.root)
-            self._free_mb = st.f_bavail * st.f_frsize / (1024 * 1024)
-            with self._written_lock:
+        with self._written_lock:
+            now = time.monotonic()
+            if now - self._free_read_at > _FREE_SPACE_TTL_S:
+                # statvfs under the lock: bytes counted while it runs are not reset away, and a slower
+                # thread's older reading cannot replace a newer one.
+                st = os.statvfs(self.root)
+                self._free_mb = st.f_bavail * st.f_frsize / (1024 * 1024)
                 self._free_read_at = now
                 self._written_since = 0
-        return self._free_mb - self._written_since / (1024 * 1024)
+            return self._free_mb - self._written_since / (1024 * 1024)
 
     def count_written(self, nbytes: int) -> None:
         with self._written_lock:  # several associations' threads at once
@@ -252,12 +254,14 @@ class Spool:
         if not path.exists():
             self._copy_record(ref, path)
         else:
-            tmp = self.incoming / f"{os.getpid()}-{next(self._names)}{_TMP_SUFFIX}"
+            tmp, fd = self._temp_file()  # a `.tmp` name: `prepare` drops it if a crash leaves it behind
+            os.close(fd)
             try:
                 self._copy_record(ref, tmp)
                 os.rename(tmp, path)
             except BaseException:
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
                 raise
         self.log.filed(ref, path)
 
