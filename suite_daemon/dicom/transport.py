@@ -386,7 +386,7 @@ class LeanDUL(DULServiceProvider):
             if self.assoc.requestor.primitive is None:
                 # Ended before an A-ASSOCIATE-RQ came (refused, or the peer left): the association thread
                 # waits for one up to the ACSE timeout; None is what it gets when that expires.
-                self.to_user_queue.put(None)
+                cast(Any, self.to_user_queue).put(None)
             self.activity.set()
             self._pipe_open = False
             os.close(self._wake_r)

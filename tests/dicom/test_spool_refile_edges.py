@@ -1,5 +1,5 @@
-"""Re-filing and free-space counting at their edges: a first filing in place, a failed re-filing, counts taken while free space is read."""
-leaves; and the bytes counted for the free-space estimate while other threads read it.
+"""Re-filing and free-space counting at their edges: a first filing in place and a re-filing by rename; what a
+failed re-filing leaves; and the bytes counted for the free-space estimate while other threads read it.
 
 (`test_spool_refiling.py` covers a reader of the old file and a garbled file being replaced.)"""
 
