@@ -122,7 +122,11 @@ class DirectAppender:
         self._direct_fd = direct_fd
         self._fd = fd
         self._writer = writer
-        stages = writer.take_stages()
+        try:
+            stages = writer.take_stages()
+        except BaseException:
+            os.close(direct_fd)
+            raise
         self._stages: tuple[mmap.mmap, mmap.mmap] | None = stages
         self._stage = stages[0]
         self._filled = 0

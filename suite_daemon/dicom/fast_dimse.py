@@ -23,7 +23,7 @@ from pydicom import config as pydicom_config
 from pydicom.uid import UID
 from pynetdicom import _config, evt
 from pynetdicom.dimse import DIMSEServiceProvider
-from pynetdicom.dimse_messages import C_STORE_RQ, DIMSEMessage
+from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
@@ -134,7 +134,8 @@ def encode_c_store_rsp(message_id: int, sop_class: str, sop_instance: str, statu
 
 
 _MESSAGE_MAX = 64 * 1024 * 1024
-"""Largest message other than a C-STORE that pynetdicom may gather in memory (MPPS messages are kilobytes)."""
+"""Largest message pynetdicom may gather in memory: MPPS messages are kilobytes, and a C-STORE comes this way
+only when the fast path cannot read its command (split over several PDVs, which no known sender does)."""
 
 
 def _buffered(message: DIMSEMessage) -> int:
@@ -188,9 +189,14 @@ class LeanDIMSE(DIMSEServiceProvider):
         """A data set spanning several PDUs is written to its spool file while it arrives."""
         spool: Spool | None = getattr(getattr(self.assoc, "_server", None), "spool", None)
         context = self.assoc._accepted_cx.get(context_id)
-        sop_class, sop_instance = clean_uid(request.AffectedSOPClassUID), clean_uid(request.AffectedSOPInstanceUID)
-        if spool is None or context is None or not (UID_RE.fullmatch(sop_class) and UID_RE.fullmatch(sop_instance)):
-            return  # (invalid UIDs: the store refuses the object; it is kept in memory until then)
+        if spool is None or context is None:
+            return
+        # A UID no UID may be is never filed (the store refuses the object), but its data set is still streamed
+        # to disk, not gathered in memory: the head then names "0" instead.
+        sop_class, sop_instance = (
+            uid if UID_RE.fullmatch(uid) else "0"
+            for uid in (clean_uid(request.AffectedSOPClassUID), clean_uid(request.AffectedSOPInstanceUID))
+        )
         head = encode_file_meta(
             sop_class,
             sop_instance,
@@ -222,7 +228,7 @@ class LeanDIMSE(DIMSEServiceProvider):
         if self._store is None:
             super().receive_primitive(primitive)
             message = self.message  # None once complete
-            if message is not None and not isinstance(message, C_STORE_RQ) and _buffered(message) > _MESSAGE_MAX:
+            if message is not None and _buffered(message) > _MESSAGE_MAX:
                 self.dul.event_queue.put("Evt19")  # e.g. an N-CREATE carrying gigabytes: abort, not run out of memory
             return
         for _, fragment in pdvs:

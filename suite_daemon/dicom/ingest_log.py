@@ -111,6 +111,7 @@ class LogWriter:
 
     def feed(self, chunk: bytes | memoryview) -> bool:
         """Append to the payload; False (nothing written) when it would not fit: use a spool file instead."""
+        self._check_open()
         if self._pos + len(chunk) > self._limit:
             return False
         write_chunks(self.segment.fd, (chunk,), self._pos)

@@ -136,7 +136,14 @@ class LeanSocket(AssociationSocket):
                 del buf[got:]
                 return buf
             got += n
+            self._arriving()
         return buf
+
+    def _arriving(self) -> None:
+        """A long PDU is still arriving: not idle (its own deadline bounds a slow sender)."""
+        timer = getattr(self.assoc.dul, "_idle_timer", None)
+        if timer is not None:
+            timer.restart()
 
     def recv_exactly_into(self, view: memoryview) -> bool:
         """Fill `view` from what was read ahead, then from the socket; False if the peer closed first."""
@@ -148,6 +155,7 @@ class LeanSocket(AssociationSocket):
             if not n:
                 return False
             got += n
+            self._arriving()
         return True
 
     def drain(self) -> bool:
@@ -187,6 +195,7 @@ class LeanDUL(DULServiceProvider):
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
         self._pipe_open = True
+        self._pipe_lock = threading.Lock()
         self._sent_directly = False
         self._sleeping = False
         self._readable = False
@@ -200,9 +209,11 @@ class LeanDUL(DULServiceProvider):
         self._wake()
 
     def _wake(self) -> None:
-        if self._pipe_open and self._sleeping:
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"\0")
+        if self._sleeping:
+            with self._pipe_lock:  # not after `run_reactor` closed the pipe: its fd may be a file's by now
+                if self._pipe_open:
+                    with contextlib.suppress(OSError):
+                        os.write(self._wake_w, b"\0")
 
     def _process_recv_primitive(self) -> bool:
         try:
@@ -318,10 +329,10 @@ class LeanDUL(DULServiceProvider):
                 primitive.presentation_data_value_list = []
                 primitive.presentation_data_value_list.append((context_id, memoryview(piece)))  # type: ignore[arg-type]
                 dimse.receive_primitive(primitive)
-                if not data_left or not self.event_queue.empty():
+                if not data_left or not self.event_queue.empty() or self._kill_thread:
                     break
-            if not self.event_queue.empty():
-                return  # DIMSE refused what it got (an abort follows)
+            if not self.event_queue.empty() or self._kill_thread:
+                return  # DIMSE refused what it got (an abort follows), or the association is over
 
     def _wait(self) -> None:
         wrapper = self.socket
@@ -388,9 +399,10 @@ class LeanDUL(DULServiceProvider):
                 # waits for one up to the ACSE timeout; None is what it gets when that expires.
                 cast(Any, self.to_user_queue).put(None)
             self.activity.set()
-            self._pipe_open = False
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            with self._pipe_lock:
+                self._pipe_open = False
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
     def _run(self) -> None:
         self._idle_timer.start()
@@ -441,6 +453,16 @@ class LeanAssociation(Association):
         # The timeout setters configure the DUL's timers: apply them to the new DUL.
         self.acse_timeout = self.ae.acse_timeout
         self.network_timeout = self.ae.network_timeout
+
+    def _serve_request(self, msg: Any, context_id: int) -> None:
+        """pynetdicom's, then the request's spool stream discarded if it was not stored: pynetdicom may answer a
+        request by aborting without calling the store handler (which otherwise discards it)."""
+        try:
+            super()._serve_request(msg, context_id)
+        finally:
+            stream = getattr(msg, "suite_stream", None)
+            if stream is not None and not stream.committed:
+                stream.discard()
 
     def _run_reactor(self) -> None:
         """pynetdicom's acceptor loop, woken by the DUL instead of polling every millisecond."""

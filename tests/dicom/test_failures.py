@@ -10,6 +10,7 @@ import ssl
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -451,6 +452,8 @@ async def test_a_store_on_an_unknown_context_or_for_no_storage_class_is_aborted_
     for thread in still_running():
         await asyncio.to_thread(thread.join, 10)
     assert not still_running()
+    incoming = scp.state_dir / "spool" / ".incoming"
+    assert all(p.stat().st_size == 0 for p in incoming.iterdir())  # the data set streamed in was dropped
     rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
     assert rc == 0, out
     assert not list((scp.state_dir / "spool").rglob("*.dcm"))
@@ -479,14 +482,19 @@ async def test_a_request_uid_with_a_non_ascii_byte_gets_a_failure_status_and_the
     await scp.wait_for(lambda: len(scp.images) == 1 and len(scp.alerts) == 1)
 
 
-def _n_create_without_end(port: int, limit: int) -> tuple[bool, int]:
-    """An N-CREATE whose data set keeps coming, 1 MiB per P-DATA: (aborted, bytes sent before the A-ABORT)."""
-    mpps = ModalityPerformedProcedureStep.encode()
+def _message_without_end(port: int, kind: str, limit: int) -> tuple[bool, int]:
+    """An N-CREATE, or a C-STORE whose command comes in two PDVs (so pynetdicom gathers it), with a data set
+    that keeps coming, 1 MiB per P-DATA: (aborted, bytes sent before the A-ABORT)."""
     us = struct.Struct("<H").pack
-    command = command_set({0x0002: mpps, 0x0100: us(0x0140), 0x0110: us(1), 0x0800: us(0)})
+    if kind == "n-create":
+        sop_class = ModalityPerformedProcedureStep.encode()
+        command = command_set({0x0002: sop_class, 0x0100: us(0x0140), 0x0110: us(1), 0x0800: us(0)})
+    else:
+        sop_class = CT.encode()
+        command = c_store_command(sop_class, b"1.2.3.4")
     piece = p_data(1, 0x00, b"\0" * (1 << 20))
-    with open_association(port, "TESTSCU", SCP_AE, mpps.decode()) as sock:
-        sock.sendall(p_data(1, 0x03, command))
+    with open_association(port, "TESTSCU", SCP_AE, sop_class.decode()) as sock:
+        sock.sendall(p_data(1, 0x01, command[:20]) + p_data(1, 0x03, command[20:]))
         sent = 0
         while sent < limit:
             try:
@@ -499,10 +507,39 @@ def _n_create_without_end(port: int, limit: int) -> tuple[bool, int]:
         return abort_or_close(sock), sent
 
 
-async def test_a_message_other_than_a_store_that_keeps_growing_is_aborted(tmp_path: Path) -> None:
-    """pynetdicom gathers an N-CREATE's data set in memory: past 64 MiB the association is aborted."""
+@pytest.mark.parametrize("kind", ["n-create", "c-store-with-a-split-command"])
+async def test_a_message_gathered_in_memory_that_keeps_growing_is_aborted(tmp_path: Path, kind: str) -> None:
+    """pynetdicom gathers such a message's data set in memory: past 64 MiB the association is aborted."""
     async with running_receiver(tmp_path / "state", ingest_log_mb=0, acse_timeout_s=1.0) as scp:
-        aborted, sent = await asyncio.to_thread(_n_create_without_end, scp.port, 256 << 20)
+        aborted, sent = await asyncio.to_thread(_message_without_end, scp.port, kind, 256 << 20)
         assert aborted and 64 << 20 < sent < 128 << 20
         rc, out = await run_tool("echoscu", "-aet", "ECHOSCU", "-aec", SCP_AE, "127.0.0.1", str(scp.port))
         assert rc == 0, out
+
+
+def _send_steadily(port: int, command: bytes, data: bytes, rate: int) -> int | None:
+    """A C-STORE whose data set comes in one PDU at `rate` bytes/s (a tenth each 0.1 s): its status, None if
+    the daemon dropped it."""
+    with open_association(port, "TESTSCU", SCP_AE, CT) as sock:
+        sock.sendall(p_data(1, 0x03, command))
+        pdu = p_data(1, 0x02, data)
+        step = rate // 10
+        try:
+            for pos in range(0, len(pdu), step):
+                sock.sendall(pdu[pos : pos + step])
+                time.sleep(0.1)
+            return c_store_status(sock)
+        except (OSError, AssertionError):
+            return None
+
+
+async def test_a_pdu_arriving_steadily_for_longer_than_the_network_timeout_is_taken(tmp_path: Path) -> None:
+    """The network timeout is for silence, not for a long PDU: 4 MiB at 2 MiB/s with a 1 s timeout is stored
+    (its own deadline is the timeout plus a second per MiB)."""
+    study, series = new_study()
+    source = save(ct_slice(study, series, 0, rows=1448, cols=1448), tmp_path / "in")
+    command = c_store_command(CT.encode(), source.stem.encode())
+    async with running_receiver(tmp_path / "state", ingest_log_mb=0, network_timeout_s=1.0) as scp:
+        status = await asyncio.to_thread(_send_steadily, scp.port, command, dataset_bytes(source), 2 << 20)
+        assert status == 0x0000
+        await scp.wait_for(lambda: len(scp.images) == 1)
