@@ -261,13 +261,12 @@ class LeanDIMSE(DIMSEServiceProvider):
 
     def _ordinary(self, request: C_STORE) -> bool:
         """Whether `_serve_store` can serve this request on the DUL thread. Anything out of the ordinary (a
-        release under way, an unknown context, extended negotiation, a SOP class pynetdicom would not serve
+        release under way, extended negotiation, a SOP class pynetdicom would not serve
         as storage, no handler) is queued for the association thread and pynetdicom's own path."""
         assoc = self.assoc
         handler, _ = cast(_Handler, assoc.get_handlers(evt.EVT_C_STORE) or (None, None))
-        return (
-            request._context_id in assoc._accepted_cx
-            and handler is not None
+        return (  # (its context was accepted: a C-STORE on any other is aborted when its command arrives)
+            handler is not None
             and not assoc._sent_release
             and not assoc.acceptor.accepted_common_extended
             and not _config.UNRESTRICTED_STORAGE_SERVICE

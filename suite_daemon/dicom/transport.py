@@ -196,6 +196,7 @@ class LeanDUL(DULServiceProvider):
         os.set_blocking(self._wake_r, False)
         self._pipe_open = True
         self._pipe_lock = threading.Lock()
+        self._advertised_max: int | None = None
         self._sent_directly = False
         self._sleeping = False
         self._readable = False
@@ -228,9 +229,6 @@ class LeanDUL(DULServiceProvider):
             return True
         return bool(super()._process_recv_primitive())
 
-    def _pdu_time_s(self, nbytes: int) -> float:
-        return float(self.assoc.network_timeout or _PDU_TIME_FLOOR_S) + nbytes / _PDU_MIN_RATE
-
     def _read_pdu_data(self) -> None:
         sock = cast(LeanSocket, self.socket)
         state = self.state_machine.current_state
@@ -240,7 +238,7 @@ class LeanDUL(DULServiceProvider):
             if not sock.drain():
                 self.event_queue.put("Evt17")
             return
-        sock.deadline = time.monotonic() + self._pdu_time_s(0)
+        sock.deadline = time.monotonic() + float(self.assoc.network_timeout or _PDU_TIME_FLOOR_S)
         try:
             header = sock.recv(6)
         except (OSError, TimeoutError):
@@ -275,10 +273,7 @@ class LeanDUL(DULServiceProvider):
             except ValueError:
                 self.event_queue.put("Evt19")
                 return
-            primitive = P_DATA()
-            primitive.presentation_data_value_list = []
-            primitive.presentation_data_value_list.extend(items)  # type: ignore[arg-type]
-            self.assoc.dimse.receive_primitive(primitive)
+            self._to_dimse(items)
             return
         try:
             pdu, event = self._decode_pdu(header + body)
@@ -288,12 +283,21 @@ class LeanDUL(DULServiceProvider):
         self.event_queue.put(event)
         self._recv_pdu.put(pdu)
 
+    def _to_dimse(self, items: list[tuple[int, memoryview]]) -> None:
+        """The P-DATA's PDVs handed to DIMSE, without PDU objects."""
+        primitive = P_DATA()
+        primitive.presentation_data_value_list = []
+        primitive.presentation_data_value_list.extend(items)  # type: ignore[arg-type]
+        self.assoc.dimse.receive_primitive(primitive)
+
     def _pdu_length_max(self, pdu_type: int, streamable: bool) -> int:
         """The largest PDU body taken: P-DATA-TF up to the maximum we advertised (when unlimited: any size
         where it can be streamed to DIMSE, else `_PDV_CHUNK`), every other PDU up to 1 MiB."""
         if pdu_type != 0x04:
             return _CONTROL_PDU_MAX
-        advertised = int(self.assoc.acceptor.maximum_length or 0)
+        advertised = self._advertised_max
+        if advertised is None:  # set before the DUL starts; read once (a property chain costs ~1 us per PDU)
+            advertised = self._advertised_max = int(self.assoc.acceptor.maximum_length or 0)
         if advertised:
             return advertised
         return 0xFFFFFFFF if streamable else _PDV_CHUNK
@@ -302,7 +306,6 @@ class LeanDUL(DULServiceProvider):
         """A P-DATA-TF too large to hold (only in the data-transfer state, with no maximum advertised): each
         PDV handed to DIMSE in pieces of up to `_PDV_CHUNK` as it arrives, every piece but a PDV's last with
         the last-fragment bit cleared."""
-        dimse = self.assoc.dimse
         left = pdu_length
         while left:
             head = sock.recv(6)
@@ -325,10 +328,7 @@ class LeanDUL(DULServiceProvider):
                     if not sock.recv_exactly_into(view[1:]):
                         self.event_queue.put("Evt17")
                         return
-                primitive = P_DATA()
-                primitive.presentation_data_value_list = []
-                primitive.presentation_data_value_list.append((context_id, memoryview(piece)))  # type: ignore[arg-type]
-                dimse.receive_primitive(primitive)
+                self._to_dimse([(context_id, memoryview(piece))])
                 if not data_left or not self.event_queue.empty() or self._kill_thread:
                     break
             if not self.event_queue.empty() or self._kill_thread:
