@@ -35,9 +35,12 @@ class DirectWriter:
         self._spare_stages: list[tuple[mmap.mmap, mmap.mmap]] = []
         self._stages_lock = threading.Lock()
 
-    def write_file(self, path: os.PathLike[str] | str, src_fd: int, offset: int, length: int) -> bool:
-        """Create (or truncate) `path` holding `length` bytes of `src_fd` from `offset`. Returns False,
-        having written nothing that stays, when the file system takes no direct writes."""
+    def write_file(
+        self, path: os.PathLike[str] | str, src_fd: int, offset: int, length: int, exclusive: bool = False
+    ) -> bool:
+        """Create (or truncate; with `exclusive`, FileExistsError if it exists) `path` holding `length` bytes of
+        `src_fd` from `offset`. Returns False, having written nothing that stays, when the file system takes no
+        direct writes."""
         if not self.supported:
             return False
         padded = page_ceil(length)
@@ -46,7 +49,8 @@ class DirectWriter:
             _read_exactly(src_fd, view[:length], offset)
             view[length:padded] = bytes(padded - length)  # no stale bytes of an earlier file on disk
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_DIRECT, 0o640)
+                create = os.O_EXCL if exclusive else os.O_TRUNC
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | create | os.O_CLOEXEC | os.O_DIRECT, 0o640)
             except OSError as exc:
                 return self._refused(exc)
             try:

@@ -12,6 +12,7 @@ N-CREATE, N-SET, failures with comments) takes pynetdicom's path.
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import struct
 from collections.abc import Callable
@@ -122,15 +123,26 @@ def c_store_rsp(primitive: Any) -> bytes | None:
 def encode_c_store_rsp(message_id: int, sop_class: str, sop_instance: str, status: int) -> bytes:
     body = b"".join(
         (
-            _element(0x0002, _uid(sop_class)),
-            _element(0x0100, _US.pack(_C_STORE_RSP)),
-            _element(0x0120, _US.pack(message_id)),
-            _element(0x0800, _US.pack(_NO_DATASET)),
-            _element(0x0900, _US.pack(status)),
+            _uid_element(0x0002, sop_class),
+            _RSP_COMMAND_FIELD,
+            _US_ELEMENT.pack(0x0000, 0x0120, 2, message_id),
+            _RSP_NO_DATASET,
+            _US_ELEMENT.pack(0x0000, 0x0900, 2, status),
             _element(0x1000, _uid(sop_instance)),
         )
     )
     return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+_US_ELEMENT = struct.Struct("<HHIH")
+_RSP_COMMAND_FIELD = _element(0x0100, _US.pack(_C_STORE_RSP))
+_RSP_NO_DATASET = _element(0x0800, _US.pack(_NO_DATASET))
+
+
+@functools.lru_cache(maxsize=256)
+def _uid_element(elem: int, uid: str) -> bytes:
+    """A UID element that repeats (the SOP class of every answer on an association): built once."""
+    return _element(elem, _uid(uid))
 
 
 _MESSAGE_MAX = 64 * 1024 * 1024
@@ -170,6 +182,9 @@ class LeanDIMSE(DIMSEServiceProvider):
         self._store: C_STORE | None = None
         self._store_data = BytesIO()
         self._stream: SpoolStream | None = None
+        self._ordinary_association: bool | None = None
+        """Whether this association's C-STOREs can take `_serve_store` (`_ordinary`), once it is established."""
+        self._context_tuples: dict[int, Any] = {}
 
     def close(self) -> None:
         """The association is over: drop the files of objects received but never answered."""
@@ -264,11 +279,12 @@ class LeanDIMSE(DIMSEServiceProvider):
         release under way, extended negotiation, a SOP class pynetdicom would not serve
         as storage, no handler) is queued for the association thread and pynetdicom's own path."""
         assoc = self.assoc
-        handler, _ = cast(_Handler, assoc.get_handlers(evt.EVT_C_STORE) or (None, None))
+        if self._ordinary_association is None:  # what negotiation settled: read once (property chains, ~1 us)
+            handler, _ = cast(_Handler, assoc.get_handlers(evt.EVT_C_STORE) or (None, None))
+            self._ordinary_association = handler is not None and not assoc.acceptor.accepted_common_extended
         return (  # (its context was accepted: a C-STORE on any other is aborted when its command arrives)
-            handler is not None
+            self._ordinary_association
             and not assoc._sent_release
-            and not assoc.acceptor.accepted_common_extended
             and not _config.UNRESTRICTED_STORAGE_SERVICE
             and _is_storage_class(str(request.AffectedSOPClassUID))
         )
@@ -285,7 +301,10 @@ class LeanDIMSE(DIMSEServiceProvider):
         self.cancel_req = {}
         assoc._is_paused = True
         try:
-            event = evt.Event(assoc, evt.EVT_C_STORE, {"request": request, "context": context.as_tuple})
+            context_tuple = self._context_tuples.get(context_id)
+            if context_tuple is None:
+                context_tuple = self._context_tuples[context_id] = context.as_tuple
+            event = evt.Event(assoc, evt.EVT_C_STORE, {"request": request, "context": context_tuple})
             try:
                 status = handler(event, *args) if args else handler(event)
             except Exception:

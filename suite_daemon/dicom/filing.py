@@ -117,7 +117,7 @@ class Filer:
                 if job.ref is not None and job.ref.payload_len <= INLINE_MAX:
                     self._file(job)
                 self._jobs.append(job)
-            if held:
+            if held and not self._wake.is_set():  # set already during a burst: no lock and notify per object
                 self._wake.set()
 
     def _file(self, job: _Job) -> bool:

@@ -7,11 +7,12 @@ proves that the encoding is complete.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydicom.datadict import dictionary_VR
 
@@ -78,18 +79,29 @@ def _pad(value: str, pad: bytes) -> bytes:
 
 def encode_file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, source_ae: str) -> bytes:
     """Preamble, `DICM` and the File Meta Information group (always explicit VR little endian)."""
-    body = b"".join(
+    before, after = _meta_around_instance(sop_class_uid, transfer_syntax_uid, source_ae)
+    instance = _element(0x00020003, b"UI", _pad(sop_instance_uid, b"\x00"))
+    group_length = len(before) + len(instance) + len(after)
+    return b"".join((_PREAMBLE, _element(0x00020000, b"UL", struct.pack("<I", group_length)), before, instance, after))
+
+
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+
+
+@functools.lru_cache(maxsize=256)
+def _meta_around_instance(sop_class_uid: str, transfer_syntax_uid: str, source_ae: str) -> tuple[bytes, bytes]:
+    """The file meta elements before and after the SOP instance UID: the same for a whole association, so
+    built once (bounded: the strings come from peers)."""
+    before = _element(0x00020001, b"OB", b"\x00\x01") + _element(0x00020002, b"UI", _pad(sop_class_uid, b"\x00"))
+    after = b"".join(
         (
-            _element(0x00020001, b"OB", b"\x00\x01"),
-            _element(0x00020002, b"UI", _pad(sop_class_uid, b"\x00")),
-            _element(0x00020003, b"UI", _pad(sop_instance_uid, b"\x00")),
             _element(0x00020010, b"UI", _pad(transfer_syntax_uid, b"\x00")),
             _element(0x00020012, b"UI", _pad(IMPLEMENTATION_CLASS_UID, b"\x00")),
             _element(0x00020013, b"SH", _pad(IMPLEMENTATION_VERSION_NAME, b" ")),
             _element(0x00020016, b"AE", _pad(source_ae.strip() or "UNKNOWN", b" ")),
         )
     )
-    return b"\x00" * 128 + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
+    return before, after
 
 
 def dataset_offset(part10: bytes | memoryview) -> int:
@@ -126,22 +138,28 @@ _BINARY_FLOAT = frozenset({"B1rms"})
 
 
 class HeaderValues:
-    """The wanted top-level elements of a data set, as text (what pydicom's `Dataset.get` would give)."""
+    """The wanted top-level elements of a data set, as text (what pydicom's `Dataset.get` would give),
+    decoded once: the summary asks for each of them, some twice."""
 
     def __init__(self, raw: dict[str, bytes], little_endian: bool = True) -> None:
-        self._raw = raw
-        self._float = struct.Struct("<f" if little_endian else ">f")
         charset = raw.get("SpecificCharacterSet", b"").decode("ascii", "replace").upper()
-        self._encoding = "utf-8" if "ISO_IR 192" in charset else "latin-1"
+        free_text = "utf-8" if "ISO_IR 192" in charset else "latin-1"
+        values: dict[str, str] = {}
+        for keyword, value in raw.items():
+            if keyword in _BINARY_FLOAT:
+                if len(value) >= 4:
+                    values[keyword] = repr(struct.unpack_from("<f" if little_endian else ">f", value)[0])
+                continue
+            text = value.decode(free_text if keyword in _FREE_TEXT else "ascii", "replace")
+            values[keyword] = text.rstrip("\x00 ").strip()
+        self._values = values
 
     def get(self, keyword: str, default: str | None = None) -> str | None:
-        value = self._raw.get(keyword)
-        if value is None:
-            return default
-        if keyword in _BINARY_FLOAT:
-            return repr(self._float.unpack_from(value)[0]) if len(value) >= 4 else default
-        text = value.decode(self._encoding if keyword in _FREE_TEXT else "ascii", "replace")
-        return text.rstrip("\x00 ").strip()
+        return self._values.get(keyword, default)
+
+    def text(self, keyword: str) -> str:
+        """The element's text, "" when absent."""
+        return self._values.get(keyword, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,10 +233,23 @@ def _walk(
     `capture` (top level only) receives the raw values of the `_WANTED` elements.
     """
     short_header, u32 = _LE_HEADERS if little else _BE_HEADERS
+    unpack_header = short_header.unpack_from
+    wanted = _WANTED if capture is not None else {}
     while pos < end:
         if pos + 8 > end:
             raise DatasetError(f"data set truncated in an element header at byte {pos}")
-        group, elem, vr, length = short_header.unpack_from(buf, pos)
+        group, elem, vr, length = unpack_header(buf, pos)
+        if vr in _SHORT_VRS and not implicit and group != 0xFFFE:
+            # Most elements (explicit VR, 2-byte length, never a sequence): the shortest way through.
+            pos += 8
+            if pos + length > end:
+                raise DatasetError(f"data set truncated: element ({group:04X},{elem:04X}) runs past the end")
+            tag = group << 16 | elem
+            if tag in wanted:
+                wanted_into = cast(dict[str, bytes], capture)
+                wanted_into[wanted[tag]] = bytes(buf[pos : pos + length])
+            pos += length
+            continue
         tag = group << 16 | elem
         if tag in (_ITEM_END, _SEQ_END):
             return pos + 8
@@ -308,31 +339,31 @@ def _walk_sequence(buf: memoryview, pos: int, end: int, implicit: bool, little: 
 
 
 def _text(ds: HeaderValues, keyword: str) -> str | None:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return None
-    return str(value).strip() or None
+    return ds.get(keyword) or None  # stripped already
 
 
 def _number(ds: HeaderValues, keyword: str) -> float | None:
     value = ds.get(keyword)
-    if value is None or value == "":
+    if not value:
         return None
     try:
         return float(value.split("\\")[0])
-    except (TypeError, ValueError):
+    except ValueError:
         return None
+
+
+_DICOM_DATETIME = re.compile(r"(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?)?([+-]\d{4})?")
 
 
 def dicom_datetime(ds: HeaderValues, dt_keyword: str | None, date_keyword: str, time_keyword: str) -> str | None:
     """ISO 8601 local date-time (as the modality wrote it) from a DT element or a DA + TM pair."""
-    raw = _text(ds, dt_keyword) if dt_keyword else None
-    if raw is None:
-        date = _text(ds, date_keyword)
-        if date is None:
+    raw = ds.get(dt_keyword) if dt_keyword else None
+    if not raw:
+        date = ds.get(date_keyword)
+        if not date:
             return None
-        raw = date + (_text(ds, time_keyword) or "")
-    m = re.fullmatch(r"(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?)?([+-]\d{4})?", raw.replace(":", ""))
+        raw = date + (ds.get(time_keyword) or "")
+    m = _DICOM_DATETIME.fullmatch(raw.replace(":", ""))
     if not m:
         return raw
     year, month, day, hour, minute, second, fraction, zone = m.groups()
@@ -350,9 +381,9 @@ def summarize(
     """The header summary handed to the correlator. No patient name, ID or birth date, ever."""
     frames = _number(ds, "NumberOfFrames")
     summary: dict[str, Any] = {
-        "study_instance_uid": clean_uid(ds.get("StudyInstanceUID")),
-        "series_instance_uid": clean_uid(ds.get("SeriesInstanceUID")),
-        "sop_instance_uid": clean_uid(ds.get("SOPInstanceUID")),
+        "study_instance_uid": ds.text("StudyInstanceUID"),
+        "series_instance_uid": ds.text("SeriesInstanceUID"),
+        "sop_instance_uid": ds.text("SOPInstanceUID"),
         "sop_class_uid": sop_class_uid,
         "modality": _text(ds, "Modality"),
         "accession_number": _text(ds, "AccessionNumber"),

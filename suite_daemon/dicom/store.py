@@ -49,6 +49,7 @@ class StoreService:
         self.min_free_mb = min_free_mb
         self._in_flight: set[str] = set()
         self._in_flight_cv = threading.Condition()
+        self._in_flight_waiting = 0
         self.filer = Filer(spool, index, self.announce_many)
 
     # -- the handler ---------------------------------------------------------------------------
@@ -59,8 +60,7 @@ class StoreService:
         sop_class = clean_uid(request.AffectedSOPClassUID)
         sop_instance = clean_uid(request.AffectedSOPInstanceUID)
         transfer_syntax = str(event.context.transfer_syntax)
-        calling_ae = str(event.assoc.requestor.ae_title).strip()
-        host = str(event.assoc.requestor.address)
+        calling_ae, host = _caller(event.assoc)
         where = {"calling_ae": calling_ae, "host": host, "sop_class_uid": sop_class, "sop_instance_uid": sop_instance}
         # A data set that came in several PDUs was written to the spool while it arrived (see fast_dimse).
         stream: SpoolStream | None = getattr(request, "suite_stream", None)
@@ -108,8 +108,10 @@ class StoreService:
         except DatasetError as exc:
             return self._fail(CANNOT_UNDERSTAND, "dataset_unreadable", str(exc), where)
         ds = header.dataset
-        study, series, instance = (
-            clean_uid(ds.get(k)) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+        study, series, instance = (  # stripped already, as `clean_uid` would
+            ds.text("StudyInstanceUID"),
+            ds.text("SeriesInstanceUID"),
+            ds.text("SOPInstanceUID"),
         )
         try:
             path = self.spool.path_for(study, series, instance)
@@ -122,7 +124,7 @@ class StoreService:
                 "data set SOP Instance UID differs from the request",
                 where,
             )
-        ds_class = clean_uid(ds.get("SOPClassUID"))
+        ds_class = ds.get("SOPClassUID")
         if ds_class and ds_class != sop_class:
             return self._fail(
                 DATASET_DOES_NOT_MATCH_SOP_CLASS,
@@ -188,13 +190,18 @@ class StoreService:
         claim is followed by `_unclaim`."""
         with self._in_flight_cv:
             while sop_instance in self._in_flight:
-                self._in_flight_cv.wait()
+                self._in_flight_waiting += 1
+                try:
+                    self._in_flight_cv.wait()
+                finally:
+                    self._in_flight_waiting -= 1
             self._in_flight.add(sop_instance)
 
     def _unclaim(self, sop_instance: str) -> None:
         with self._in_flight_cv:
             self._in_flight.discard(sop_instance)
-            self._in_flight_cv.notify_all()
+            if self._in_flight_waiting:
+                self._in_flight_cv.notify_all()
 
     def _fail(self, status: int, kind: str, message: str, where: dict[str, Any], level: AlertLevel = "warning") -> int:
         fields = {**where, "status": f"0x{status:04X}", "reason": kind}
@@ -243,6 +250,15 @@ class StoreService:
         if indexed or pending:
             log.info("dicom_recovered", indexed=indexed, announced=len(pending))
         return indexed, len(pending)
+
+
+def _caller(assoc: Any) -> tuple[str, str]:
+    """The calling AE title and host of an association, read once for all its stores."""
+    caller: tuple[str, str] | None = getattr(assoc, "suite_caller", None)
+    if caller is None:
+        caller = (str(assoc.requestor.ae_title).strip(), str(assoc.requestor.address))
+        assoc.suite_caller = caller
+    return caller
 
 
 def _summary_from_file(path: Path) -> dict[str, Any] | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import struct
 import tracemalloc
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import encode
@@ -47,6 +50,54 @@ def test_summary_in_every_uncompressed_encoding(implicit: bool, little: bool, ts
     assert (summary["sar"], summary["db_dt"], summary["b1rms"]) == (1.5, 42.0, 2.5)
     assert summary["acquisition_datetime"] == "2026-11-22T10:15:00"
     assert "Doe" not in repr(summary) and "PID" not in repr(summary)
+
+
+_SHORT_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="\\"), max_size=16)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    encoding=st.sampled_from(
+        [(False, True, "1.2.840.10008.1.2.1"), (True, True, "1.2.840.10008.1.2"), (False, False, "1.2.840.10008.1.2.2")]
+    ),
+    accession=_SHORT_TEXT,
+    station=st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\\"), max_size=16),
+    modality=st.sampled_from(["CT", "MR", "XA", "RF", "SR", ""]),
+    frames=st.one_of(st.none(), st.integers(1, 9999)),
+    date=st.dates(min_value=datetime.date(1900, 1, 1)),
+    seconds=st.integers(0, 86399),
+)
+def test_summary_reads_the_values_written(
+    encoding: tuple[bool, bool, str],
+    accession: str,
+    station: str,
+    modality: str,
+    frames: int | None,
+    date: datetime.date,
+    seconds: int,
+) -> None:
+    """The one-pass header reading (with its short cut for 2-byte-length elements) gives back the values
+    pydicom encoded, in every uncompressed encoding."""
+    implicit, little, ts = encoding
+    study, series = new_study()
+    ds = mr_image(study, series, 1)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.AccessionNumber, ds.StationName, ds.Modality = accession, station, modality
+    ds.AcquisitionDate = f"{date:%Y%m%d}"
+    ds.AcquisitionTime = f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}"
+    if frames is not None:
+        ds.NumberOfFrames = frames
+    data = _encode(ds, implicit, little)
+    summary = summarize(
+        read_header(data, ts).dataset, sop_class_uid=ds.SOPClassUID, transfer_syntax_uid=ts, calling_ae="A", nbytes=1
+    )
+    assert summary["accession_number"] == (accession.strip() or None)
+    assert summary["station_name"] == (station.strip() or None)
+    assert summary["modality"] == (modality or None)
+    assert summary["number_of_frames"] == (frames or 1)
+    hours, minutes = divmod(seconds // 60, 60)
+    assert summary["acquisition_datetime"] == f"{date:%Y-%m-%d}T{hours:02d}:{minutes:02d}:{seconds % 60:02d}"
+    assert summary["study_instance_uid"] == study and summary["sop_instance_uid"] == ds.SOPInstanceUID
 
 
 def test_deflated_and_sequences_and_charset() -> None:
