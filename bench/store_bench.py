@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import platform
 import shutil
 import socket
 import statistics
@@ -497,10 +498,19 @@ def main() -> None:
         args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2))
 
 
+def interpreter() -> str:
+    """Which Python runs the receiver: how it was built moves its CPU per object by about a fifth (Debian's
+    python3, linked statically with PGO and LTO, against a generic shared-library build such as pyenv's)."""
+    maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
+    libpython = "libpython shared" if "libpython" in maps else "libpython linked in"
+    return f"Python {platform.python_version()} ({sys.executable}, {libpython})"
+
+
 def print_table(results: list[Result], repeat: int) -> None:
     base = {r.scenario: r for r in results if r.receiver == "dcmtk storescp"}
     header = "| scenario | receiver | images/s | MB/s | CPU % | peak RSS MB | vs storescp |"
-    print(f"\nDCMTK storescu sender, medians of {repeat} run(s), TCP_NODELAY=1 unless noted\n")
+    print(f"\nDCMTK storescu sender, medians of {repeat} run(s), TCP_NODELAY=1 unless noted")
+    print(f"suite-daemon on {interpreter()}\n")
     print(header)
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in results:
