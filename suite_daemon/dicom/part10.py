@@ -12,7 +12,7 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from pydicom.datadict import dictionary_VR
 
@@ -234,7 +234,6 @@ def _walk(
     """
     short_header, u32 = _LE_HEADERS if little else _BE_HEADERS
     unpack_header = short_header.unpack_from
-    wanted = _WANTED if capture is not None else {}
     while pos < end:
         if pos + 8 > end:
             raise DatasetError(f"data set truncated in an element header at byte {pos}")
@@ -245,9 +244,8 @@ def _walk(
             if pos + length > end:
                 raise DatasetError(f"data set truncated: element ({group:04X},{elem:04X}) runs past the end")
             tag = group << 16 | elem
-            if tag in wanted:
-                wanted_into = cast(dict[str, bytes], capture)
-                wanted_into[wanted[tag]] = bytes(buf[pos : pos + length])
+            if capture is not None and tag in _WANTED:
+                capture[_WANTED[tag]] = bytes(buf[pos : pos + length])
             pos += length
             continue
         tag = group << 16 | elem
