@@ -3,8 +3,9 @@
 # The distribution's Python when it is recent enough (on Debian, as in production per docs/deploy.md: built with
 # PGO and LTO, it runs the DICOM receiver with about a fifth less CPU per object than a generic --enable-shared
 # build such as pyenv's; docs/performance.md), else the first python3 on PATH.
+PYTHON_USABLE := import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))
 PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
-	  if $$p -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then echo $$p; exit 0; fi; \
+	  if $$p -c '$(PYTHON_USABLE)' >/dev/null 2>&1; then echo $$p; exit 0; fi; \
 	done; echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,7 +33,7 @@ system-tools:
 	    case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; \
 	  fi; \
 	done; \
-	if ! $(PYTHON) -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
+	if ! $(PYTHON) -c '$(PYTHON_USABLE)' >/dev/null 2>&1; then \
 	  missing="$$missing python3 python3-venv"; \
 	fi; \
 	if [ -n "$$missing" ]; then \

@@ -255,9 +255,7 @@ def _walk(
             vr = b""
             (length,) = u32.unpack_from(buf, pos + 4)
             pos += 8
-        elif vr in _SHORT_VRS:
-            pos += 8
-        else:
+        else:  # (a 2-byte-length VR took the short cut above)
             if not vr.isalpha() or not vr.isupper():
                 raise DatasetError(f"invalid VR {vr!r} at byte {pos}")
             if vr in _EXPLICIT_LONG_VRS:

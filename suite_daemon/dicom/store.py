@@ -49,7 +49,6 @@ class StoreService:
         self.min_free_mb = min_free_mb
         self._in_flight: set[str] = set()
         self._in_flight_cv = threading.Condition()
-        self._in_flight_waiting = 0
         self.filer = Filer(spool, index, self.announce_many)
 
     # -- the handler ---------------------------------------------------------------------------
@@ -190,18 +189,13 @@ class StoreService:
         claim is followed by `_unclaim`."""
         with self._in_flight_cv:
             while sop_instance in self._in_flight:
-                self._in_flight_waiting += 1
-                try:
-                    self._in_flight_cv.wait()
-                finally:
-                    self._in_flight_waiting -= 1
+                self._in_flight_cv.wait()
             self._in_flight.add(sop_instance)
 
     def _unclaim(self, sop_instance: str) -> None:
         with self._in_flight_cv:
             self._in_flight.discard(sop_instance)
-            if self._in_flight_waiting:
-                self._in_flight_cv.notify_all()
+            self._in_flight_cv.notify_all()
 
     def _fail(self, status: int, kind: str, message: str, where: dict[str, Any], level: AlertLevel = "warning") -> int:
         fields = {**where, "status": f"0x{status:04X}", "reason": kind}
