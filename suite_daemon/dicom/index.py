@@ -95,10 +95,14 @@ class InstanceIndex:
             self._readers.db = db
         return db
 
+    def might_hold(self, sop_instance_uid: str) -> bool:
+        """False only for a UID the index has certainly never held (its filter; no database read)."""
+        return self._known.might_contain(sop_instance_uid)
+
     def lookup(self, sop_instance_uid: str) -> StoredInstance | None:
         """From any thread, without waiting for writes (each thread reads through its own connection). A UID
         the filter has never seen is not read from the database."""
-        if not self._known.might_contain(sop_instance_uid):
+        if not self.might_hold(sop_instance_uid):
             return None
         row = (
             self._reader()

@@ -11,9 +11,11 @@ writes out whatever else is dirty on the file system, for an unbounded time.)
 
 Segment layout: a 4 KiB header page (magic, generation), then records, each at a 4 KiB boundary:
 a 64-byte header (magic, generation, payload and meta lengths, CRC-32 of payload + meta, CRC-32 of the
-header), the payload (the Part 10 file's bytes), the meta (the spool path, relative). A record is valid only
-with the segment's current generation and both checksums; recovery reads a segment's records up to the first
-invalid one. Reusing a segment bumps its generation, which invalidates every old record at once.
+header), the payload (the Part 10 file's bytes), the meta (the spool path, relative; empty for a record
+written ahead of the store's checks, `LogWriter.write_ahead`, whose path is found from its payload at start
+by the same checks). A record is valid only with the segment's current generation and both checksums;
+recovery reads a segment's records up to the first invalid one. Reusing a segment bumps its generation,
+which invalidates every old record at once.
 
 Only objects up to `LOG_OBJECT_MAX` go through the log; larger ones (multi-frame runs), whose sync is
 dominated by their data anyway, are written to their spool file directly.
@@ -34,7 +36,7 @@ from pathlib import Path
 
 import structlog
 
-from suite_daemon.dicom.writeback import PAGE, EarlyWriteback, page_ceil
+from suite_daemon.dicom.writeback import PAGE, EarlyWriteback, page_ceil, start_writeback
 
 log = structlog.get_logger()
 
@@ -104,6 +106,7 @@ class LogWriter:
         self._crc = 0
         self._open = True
         self._writeback: EarlyWriteback | None = None
+        self._meta_len = 0
 
     @property
     def written(self) -> int:
@@ -146,32 +149,69 @@ class LogWriter:
         except BaseException:
             self.abandon()
             raise
-        return self._recorded(self.written, meta)
+        return self._recorded(self.written, len(meta))
 
     def write_whole(self, chunks: tuple[bytes | memoryview, ...], relative_path: str) -> RecordRef | None:
         """`feed` every chunk, then `commit`, in one write. None (nothing written) when it would not fit."""
+        if not self._write_record(chunks, _meta(relative_path)):
+            return None
+        return self._sync_record()
+
+    def write_ahead(self, chunks: tuple[bytes | memoryview, ...]) -> bool:
+        """Write a whole record before the object is checked, and start its write-back: the disk writes it
+        while the store checks the object; `sync_ahead` then makes it durable. Its meta is empty: at start,
+        the spool path is found from the payload (a Part 10 file), checked as the store checks it.
+        False (nothing written) when it would not fit."""
+        if not self._write_record(chunks, b""):
+            return False
+        start_writeback(self.segment.fd, self._start, self._pos - self._start)
+        return True
+
+    def sync_ahead(self) -> RecordRef:
+        """The record written by `write_ahead` is durable when this returns."""
+        self._check_open()
+        return self._sync_record()
+
+    def void(self) -> None:
+        """Make sure a record written by `write_ahead` is never filed (its object turned out to be stored
+        already), and give the segment back. Its header is overwritten and synced."""
+        if not self._open:
+            return
+        try:
+            write_chunks(self.segment.fd, (bytes(_RECORD_HEADER_SIZE),), self._start)
+            os.fdatasync(self.segment.fd)
+        finally:
+            self.abandon()
+
+    def _write_record(self, chunks: tuple[bytes | memoryview, ...], meta: bytes) -> bool:
         self._check_open()
         payload_len = sum(len(chunk) for chunk in chunks)
         if self.written or self._pos + payload_len > self._limit:
-            return None
-        meta = _meta(relative_path)
+            return False
         crc = 0
         for chunk in chunks:
             crc = zlib.crc32(chunk, crc)
-        segment = self.segment
-        head = _record_header(segment.generation, payload_len, meta, zlib.crc32(meta, crc))
+        head = _record_header(self.segment.generation, payload_len, meta, zlib.crc32(meta, crc))
         try:
-            write_chunks(segment.fd, [head, *chunks, meta], self._start)
-            os.fdatasync(segment.fd)
+            write_chunks(self.segment.fd, [head, *chunks, meta], self._start)
         except BaseException:
             self.abandon()
             raise
         self._pos += payload_len
-        return self._recorded(payload_len, meta)
+        self._meta_len = len(meta)
+        return True
 
-    def _recorded(self, payload_len: int, meta: bytes) -> RecordRef:
+    def _sync_record(self) -> RecordRef:
+        try:
+            os.fdatasync(self.segment.fd)
+        except BaseException:
+            self.abandon()
+            raise
+        return self._recorded(self.written, self._meta_len)
+
+    def _recorded(self, payload_len: int, meta_len: int) -> RecordRef:
         ref = RecordRef(self.segment, self._start + _RECORD_HEADER_SIZE, payload_len)
-        self._log._release(self, page_ceil(self._pos + len(meta)), recorded=True)
+        self._log._release(self, page_ceil(self._pos + meta_len), recorded=True)
         return ref
 
     def abandon(self) -> None:
@@ -413,6 +453,23 @@ class IngestLog:
 def _write_segment_header(fd: int, generation: int) -> None:
     raw = _SEGMENT_MAGIC + struct.pack("<Q", generation)
     write_chunks(fd, (_SEGMENT_HEADER.pack(_SEGMENT_MAGIC, generation, zlib.crc32(raw)),), 0)
+
+
+def read_record(ref: RecordRef) -> bytes:
+    """A record's payload."""
+    return _read_exactly(ref.segment.fd, ref.payload_len, ref.payload_offset)
+
+
+def _read_exactly(fd: int, count: int, offset: int) -> bytes:
+    chunks = []
+    while count:
+        chunk = os.pread(fd, count, offset)
+        if not chunk:
+            raise OSError(errno.EIO, "the ingest log ended inside a record")
+        chunks.append(chunk)
+        offset += len(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
 
 
 def copy_record(ref: RecordRef, fd: int) -> None:

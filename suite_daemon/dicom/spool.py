@@ -195,6 +195,17 @@ class Spool:
         self._write_file(path, chunks)
         return None
 
+    def write_ahead(self, *chunks: bytes | memoryview) -> LogWriter | None:
+        """Write an object into the ingest log before it is checked (`LogWriter.write_ahead`): the writer
+        holding the record, or None (nothing written) when the log has no room for it."""
+        writer = self.log.writer()
+        if writer is None:
+            return None
+        if not writer.write_ahead(chunks):
+            writer.abandon()
+            return None
+        return writer
+
     def _write_file(self, path: Path, chunks: tuple[bytes | memoryview, ...]) -> None:
         directory = path.parent
         self._ensure_dir(directory)

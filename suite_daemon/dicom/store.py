@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,10 @@ from pydicom.filereader import dcmread
 from suite_daemon.daemon.context import DaemonContext
 from suite_daemon.dicom.filing import Filer
 from suite_daemon.dicom.index import InstanceIndex, StoredInstance
-from suite_daemon.dicom.ingest_log import LoggedRecord
+from suite_daemon.dicom.ingest_log import LoggedRecord, LogWriter, RecordRef, read_record
 from suite_daemon.dicom.part10 import (
     DatasetError,
+    HeaderValues,
     clean_uid,
     dataset_offset,
     encode_file_meta,
@@ -41,6 +44,27 @@ INSTANCE_UID_MISMATCH = 0xC221
 PROCESSING_FAILURE = 0xC211
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What a C-STORE request says besides its data set (the SOP UIDs cleaned of padding)."""
+
+    sop_class: str
+    sop_instance: str
+    transfer_syntax: str
+    calling_ae: str
+    where: dict[str, Any]
+    """The request's fields for logs, audit records and alerts."""
+
+
+class Refusal(Exception):
+    """An object that is not stored: its failure status, the alert's kind, and why."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
 class StoreService:
     def __init__(self, ctx: DaemonContext, spool: Spool, index: InstanceIndex, min_free_mb: int) -> None:
         self.ctx = ctx
@@ -58,9 +82,9 @@ class StoreService:
         request = event.request
         sop_class = clean_uid(request.AffectedSOPClassUID)
         sop_instance = clean_uid(request.AffectedSOPInstanceUID)
-        transfer_syntax = str(event.context.transfer_syntax)
         calling_ae, host = _caller(event.assoc)
         where = {"calling_ae": calling_ae, "host": host, "sop_class_uid": sop_class, "sop_instance_uid": sop_instance}
+        asked = _Request(sop_class, sop_instance, str(event.context.transfer_syntax), calling_ae, where)
         # A data set that came in several PDUs was written to the spool while it arrived (see fast_dimse).
         stream: SpoolStream | None = getattr(request, "suite_stream", None)
         try:
@@ -71,7 +95,7 @@ class StoreService:
             message = f"writing the object failed: {exc.strerror}"
             return self._fail(OUT_OF_RESOURCES, "spool_write_failed", message, where, level="critical")
         try:
-            return self._store(data, stream, sop_class, sop_instance, transfer_syntax, calling_ae, where)
+            return self._store(data, stream, asked)
         except Exception as exc:
             log.exception("dicom_store_error", **where)
             return self._fail(PROCESSING_FAILURE, "processing_failure", f"storing failed: {type(exc).__name__}", where)
@@ -80,16 +104,7 @@ class StoreService:
             if stream is not None and not stream.committed:
                 stream.discard()
 
-    def _store(
-        self,
-        data: memoryview,
-        stream: SpoolStream | None,
-        sop_class: str,
-        sop_instance: str,
-        transfer_syntax: str,
-        calling_ae: str,
-        where: dict[str, Any],
-    ) -> int:
+    def _store(self, data: memoryview, stream: SpoolStream | None, asked: _Request) -> int:
         try:
             free_mb = self.spool.free_mb()
         except OSError:
@@ -99,13 +114,96 @@ class StoreService:
                 OUT_OF_RESOURCES,
                 "out_of_space",
                 f"free space {free_mb:.0f} MB is below dicom.min_free_mb = {self.min_free_mb}",
-                {**where, "free_mb": round(free_mb, 1)},
+                {**asked.where, "free_mb": round(free_mb, 1)},
                 level="critical",
             )
+        ahead = self._write_ahead(data, asked) if stream is None else None
+        try:
+            return self._check_and_keep(data, stream, ahead, asked)
+        finally:
+            if ahead is not None:
+                ahead.abandon()  # nothing once it is synced or voided
+
+    def _write_ahead(self, data: memoryview, asked: _Request) -> LogWriter | None:
+        """Write an object that came in one piece into the ingest log before it is checked, and start its
+        write-back, so that the disk writes it while the checks run: the sync before the answer then
+        waits for less (docs/performance.md, "Written ahead of the checks"). Only for a SOP Instance UID
+        that is new by a cheap look: a copy of a stored object is checked first and never written."""
+        if not asked.sop_instance or self._maybe_stored(asked.sop_instance):
+            return None
+        head = encode_file_meta(asked.sop_class, asked.sop_instance, asked.transfer_syntax, asked.calling_ae)
+        try:
+            return self.spool.write_ahead(head, data)
+        except OSError:
+            return None  # written again after the checks, where a failure is answered and reported
+
+    def _maybe_stored(self, sop_instance: str) -> bool:
+        """False when the instance is certainly neither pending nor in the index (no database read)."""
+        return self.filer.pending(sop_instance) is not None or self.index.might_hold(sop_instance)
+
+    def _check_and_keep(
+        self, data: memoryview, stream: SpoolStream | None, ahead: LogWriter | None, asked: _Request
+    ) -> int:
+        try:
+            ds, path = self.check(data, asked.transfer_syntax, asked.sop_class, asked.sop_instance)
+        except Refusal as refusal:
+            return self._fail(refusal.status, refusal.kind, str(refusal), asked.where)
+        instance = ds.text("SOPInstanceUID")
+        summary = summarize(
+            ds,
+            sop_class_uid=asked.sop_class,
+            transfer_syntax_uid=asked.transfer_syntax,
+            calling_ae=asked.calling_ae,
+            nbytes=len(data),
+        )
+        self._claim(instance)
+        try:
+            known_path = self.filer.pending(instance)
+            if known_path is None:
+                known = self.index.lookup(instance)
+                known_path = known.path if known is not None else None
+            if known_path is not None:
+                log.info("dicom_duplicate_instance", sop_instance_uid=instance, calling_ae=asked.calling_ae)
+                if ahead is not None:  # a copy stored by another association meanwhile
+                    ahead.void()
+                if not self.filer.add_duplicate(summary, known_path):
+                    self.ctx.submit(ImageStored(summary=summary, path=known_path, duplicate=True))
+                return SUCCESS
+            ref: RecordRef | None
+            try:
+                if ahead is not None:
+                    ref = ahead.sync_ahead()
+                elif stream is not None:  # already written while it arrived (see fast_dimse)
+                    ref = self.spool.commit(stream, path)
+                else:
+                    head = encode_file_meta(asked.sop_class, instance, asked.transfer_syntax, asked.calling_ae)
+                    ref = self.spool.write(path, head, data)
+            except OSError as exc:
+                return self._fail(
+                    OUT_OF_RESOURCES,
+                    "spool_write_failed",
+                    f"writing the object failed: {exc.strerror}",
+                    asked.where,
+                    level="critical",
+                )
+            self.spool.count_written(len(data))
+            self.filer.submit(summary, path, ref)
+        finally:
+            self._unclaim(instance)
+        log.debug(
+            "dicom_stored", sop_instance_uid=instance, study_instance_uid=summary["study_instance_uid"], bytes=len(data)
+        )
+        return SUCCESS
+
+    def check(
+        self, data: memoryview, transfer_syntax: str, sop_class: str, sop_instance: str
+    ) -> tuple[HeaderValues, Path]:
+        """The object's header values and spool path; `Refusal` if it is not to be stored. The same checks
+        decide at start whether a record written ahead of them is filed (`recover`)."""
         try:
             header = read_header(data, transfer_syntax)
         except DatasetError as exc:
-            return self._fail(CANNOT_UNDERSTAND, "dataset_unreadable", str(exc), where)
+            raise Refusal(CANNOT_UNDERSTAND, "dataset_unreadable", str(exc)) from None
         ds = header.dataset
         study, series, instance = (  # stripped already, as `clean_uid` would
             ds.text("StudyInstanceUID"),
@@ -115,56 +213,16 @@ class StoreService:
         try:
             path = self.spool.path_for(study, series, instance)
         except ValueError as exc:
-            return self._fail(MISSING_UIDS, "dataset_missing_uids", f"study/series/SOP instance UID: {exc}", where)
+            raise Refusal(MISSING_UIDS, "dataset_missing_uids", f"study/series/SOP instance UID: {exc}") from None
         if sop_instance and instance != sop_instance:
-            return self._fail(
-                INSTANCE_UID_MISMATCH,
-                "sop_instance_mismatch",
-                "data set SOP Instance UID differs from the request",
-                where,
+            raise Refusal(
+                INSTANCE_UID_MISMATCH, "sop_instance_mismatch", "data set SOP Instance UID differs from the request"
             )
         ds_class = ds.get("SOPClassUID")
         if ds_class and ds_class != sop_class:
-            return self._fail(
-                DATASET_DOES_NOT_MATCH_SOP_CLASS,
-                "sop_class_mismatch",
-                "data set SOP Class UID differs from the request",
-                where,
-            )
-        summary = summarize(
-            ds, sop_class_uid=sop_class, transfer_syntax_uid=transfer_syntax, calling_ae=calling_ae, nbytes=len(data)
-        )
-        self._claim(instance)
-        try:
-            known_path = self.filer.pending(instance)
-            if known_path is None:
-                known = self.index.lookup(instance)
-                known_path = known.path if known is not None else None
-            if known_path is not None:
-                log.info("dicom_duplicate_instance", sop_instance_uid=instance, calling_ae=calling_ae)
-                if not self.filer.add_duplicate(summary, known_path):
-                    self.ctx.submit(ImageStored(summary=summary, path=known_path, duplicate=True))
-                return SUCCESS
-            try:
-                if stream is not None:  # already written while it arrived (see fast_dimse)
-                    ref = self.spool.commit(stream, path)
-                else:
-                    head = encode_file_meta(sop_class, instance, transfer_syntax, calling_ae)
-                    ref = self.spool.write(path, head, data)
-            except OSError as exc:
-                return self._fail(
-                    OUT_OF_RESOURCES,
-                    "spool_write_failed",
-                    f"writing the object failed: {exc.strerror}",
-                    where,
-                    level="critical",
-                )
-            self.spool.count_written(len(data))
-            self.filer.submit(summary, path, ref)
-        finally:
-            self._unclaim(instance)
-        log.debug("dicom_stored", sop_instance_uid=instance, study_instance_uid=study, bytes=len(data))
-        return SUCCESS
+            message = "data set SOP Class UID differs from the request"
+            raise Refusal(DATASET_DOES_NOT_MATCH_SOP_CLASS, "sop_class_mismatch", message)
+        return ds, path
 
     def announce_many(
         self, stored: list[StoredInstance], duplicates: list[tuple[dict[str, Any], Path]] | None = None
@@ -215,10 +273,8 @@ class StoreService:
         Returns (files indexed now, instances re-announced).
         """
         for record in logged:
-            try:
-                path = self.spool.from_relative(record.relative_path)
-            except ValueError:
-                log.error("dicom_ingest_record_bad_path", path=record.relative_path)
+            path = self._logged_path(record)
+            if path is None:
                 self.spool.log.filed(record.ref, None)
                 continue
             self.spool.file_record(record.ref, path)
@@ -244,6 +300,34 @@ class StoreService:
         if indexed or pending:
             log.info("dicom_recovered", indexed=indexed, announced=len(pending))
         return indexed, len(pending)
+
+    def _logged_path(self, record: LoggedRecord) -> Path | None:
+        """Where a logged object is filed; None if it is not to be filed. A record written ahead of the
+        store's checks (`_write_ahead`; no path in it) is checked again: it is filed only if it passes,
+        as its store would have answered had the daemon not stopped first."""
+        if record.relative_path:
+            try:
+                return self.spool.from_relative(record.relative_path)
+            except ValueError:
+                log.error("dicom_ingest_record_bad_path", path=record.relative_path)
+                return None
+        raw = read_record(record.ref)
+        try:
+            meta = dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta
+            data = memoryview(raw)[dataset_offset(raw) :]
+            transfer_syntax = clean_uid(meta.TransferSyntaxUID)
+            sop_class = clean_uid(meta.MediaStorageSOPClassUID)
+            sop_instance = clean_uid(meta.MediaStorageSOPInstanceUID)
+        except Exception as exc:
+            log.error("dicom_ingest_record_unreadable", error=f"{type(exc).__name__}: {exc}")
+            return None
+        try:
+            return self.check(data, transfer_syntax, sop_class, sop_instance)[1]
+        except Refusal as refusal:
+            log.info("dicom_ingest_record_refused", sop_instance_uid=sop_instance, reason=str(refusal))
+            return None
+        finally:
+            data.release()
 
 
 def _caller(assoc: Any) -> tuple[str, str]:

@@ -40,6 +40,12 @@ def _load() -> Any:
 _sync_file_range = _load() if os.uname().sysname == "Linux" else None
 
 
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing `length` bytes at `offset` out to the disk, without waiting (a hint, as above)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
 class EarlyWriteback:
     """Follows one file region as it is appended to, and starts the write-back of its whole pages."""
 

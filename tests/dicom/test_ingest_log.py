@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from suite_daemon.dicom import spool as spool_module
-from suite_daemon.dicom.ingest_log import LOG_OBJECT_MAX
+from suite_daemon.dicom.ingest_log import LOG_OBJECT_MAX, read_record
 from suite_daemon.dicom.part10 import dataset_offset
 from suite_daemon.dicom.spool import Spool
 from suite_daemon.dicom.writeback import PAGE
@@ -189,3 +189,32 @@ def test_a_writer_given_back_cannot_commit(tmp_path: Path) -> None:
     again, pending = ready_spool(root, LOG_BYTES)
     again.close()
     assert pending == []
+
+
+def test_a_record_written_ahead_counts_once_synced_and_a_voided_one_never(tmp_path: Path) -> None:
+    """A store writes a small object ahead of its checks: the record carries no path (found from the payload
+    at start), and a record voided because its object turned out to be stored already is never found."""
+    root = tmp_path / "spool"
+    spool, _ = ready_spool(root, LOG_BYTES)
+    (_, head1, data1), (_, head2, data2), (_, head3, data3) = _objects(tmp_path, 3)
+    kept = spool.write_ahead(head1, data1)
+    assert kept is not None
+    kept.sync_ahead()
+    voided = spool.write_ahead(head2, data2)
+    assert voided is not None
+    voided.void()
+    spool.close()
+
+    again, pending = ready_spool(root, LOG_BYTES)
+    try:
+        assert [(r.relative_path, read_record(r.ref)) for r in pending] == [("", head1 + data1)]
+        later = again.write_ahead(head3, data3)  # written where the voided record was
+        assert later is not None
+        later.sync_ahead()
+    finally:
+        again.close()
+    third, pending = ready_spool(root, LOG_BYTES)
+    try:
+        assert [read_record(r.ref) for r in pending] == [head1 + data1, head3 + data3]
+    finally:
+        third.close()

@@ -1,0 +1,97 @@
+"""Small objects are written into the ingest log ahead of the store's checks (`StoreService._write_ahead`):
+a restart files such a record only if it passes the same checks, and a record whose object turned out to be
+stored already is voided before the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pynetdicom import AE
+
+from suite_daemon.dicom.ingest_log import IngestLog, read_record
+from suite_daemon.dicom.part10 import dataset_offset, encode_file_meta
+from suite_daemon.dicom.spool import Spool
+from suite_daemon.dicom.store import StoreService
+from tests.dicom.dicom_harness import SCP_AE, ready_spool, running_receiver
+from tests.dicom.dicom_testdata import CT, ct_slice, new_study, save
+
+
+def _head_and_data(ds: Dataset, tmp_path: Path, named_instance: str | None = None) -> tuple[bytes, bytes]:
+    """The Part 10 head a store writes ahead (from the request's UIDs; `named_instance` if the request named
+    another SOP instance than the data set's) and the data set."""
+    raw = save(ds, tmp_path / "src").read_bytes()
+    instance = named_instance or str(ds.SOPInstanceUID)
+    return encode_file_meta(CT, instance, ExplicitVRLittleEndian, "TESTSCU"), raw[dataset_offset(raw) :]
+
+
+async def test_records_written_ahead_are_filed_at_start_only_if_they_pass_the_checks(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    spool, _ = ready_spool(state / "spool")  # the ingest log's size in the receiver's test config
+    study, series = new_study()
+    good, mismatched, truncated = (ct_slice(study, series, i, rows=64, cols=64) for i in range(3))
+    good_head, good_data = _head_and_data(good, tmp_path)
+    truncated_head, truncated_data = _head_and_data(truncated, tmp_path)
+    records = [
+        (good_head, good_data),
+        _head_and_data(mismatched, tmp_path, named_instance=str(good.SOPInstanceUID) + ".9"),
+        (truncated_head, truncated_data[: len(truncated_data) // 2]),
+    ]
+    for head, data in records:
+        writer = spool.write_ahead(head, data)
+        assert writer is not None
+        writer.sync_ahead()  # answered: as when the daemon stops before filing them
+    spool.close()
+
+    async with running_receiver(state) as scp:  # recovery runs before the receiver reports started
+        await scp.wait_for(lambda: len(scp.images) == 1)
+        assert [i.summary["sop_instance_uid"] for i in scp.images] == [str(good.SOPInstanceUID)]
+        assert scp.images[0].summary["recovered"] is True
+        assert [p.read_bytes() for p in (state / "spool").glob("*/*/*.dcm")] == [good_head + good_data]
+
+
+def _store_each(port: int, datasets: list[Dataset]) -> list[int]:
+    """Each data set on an association of its own; the statuses."""
+    statuses = []
+    for ds in datasets:
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
+        assert assoc.is_established
+        try:
+            statuses.append(int(assoc.send_c_store(ds).Status))
+        finally:
+            assoc.release()
+    return statuses
+
+
+async def test_a_copy_found_after_it_was_written_ahead_is_voided(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cheap look before writing ahead can miss a copy that another association is storing at the same
+    moment; the full check after it finds the copy, and its record must then never be filed (a restart
+    would put the copy's bytes in place of the stored object's)."""
+    monkeypatch.setattr(StoreService, "_maybe_stored", lambda self, uid: False)  # the look misses, as in that race
+    monkeypatch.setattr(Spool, "checkpoint", lambda self, idle: 0)  # the log keeps its records for the test
+    study, series = new_study()
+    first = ct_slice(study, series, 0, rows=64, cols=64)
+    copy = ct_slice(study, series, 0, rows=64, cols=64)
+    copy.StationName = "ANOTHER ROOM"
+    async with running_receiver(tmp_path / "state") as scp:
+        assert await asyncio.to_thread(_store_each, scp.port, [first, copy]) == [0x0000, 0x0000]
+        await scp.wait_for(lambda: len(scp.images) == 2)
+        assert [i.duplicate for i in scp.images] == [False, True]
+        stored = scp.images[0].path
+        first_bytes = stored.read_bytes()
+        assert "ANOTHER ROOM" not in str(first_bytes)
+        snapshot = tmp_path / "ingest-copy"
+        shutil.copytree(tmp_path / "state" / "spool" / ".ingest", snapshot)
+    ingest = IngestLog(snapshot, 32 * 1024 * 1024)
+    try:
+        assert [read_record(r.ref) for r in ingest.open()] == [first_bytes]  # the copy's record is gone
+    finally:
+        ingest.close()
