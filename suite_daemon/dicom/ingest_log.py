@@ -36,6 +36,8 @@ from pathlib import Path
 
 import structlog
 
+from suite_daemon.dicom import background_sync
+from suite_daemon.dicom.background_sync import PendingSync
 from suite_daemon.dicom.writeback import PAGE, EarlyWriteback, page_ceil, start_writeback
 
 log = structlog.get_logger()
@@ -107,6 +109,8 @@ class LogWriter:
         self._open = True
         self._writeback: EarlyWriteback | None = None
         self._meta_len = 0
+        self._sync: PendingSync | None = None
+        """The sync of a record written ahead, under way."""
 
     @property
     def written(self) -> int:
@@ -158,19 +162,34 @@ class LogWriter:
         return self._sync_record()
 
     def write_ahead(self, chunks: tuple[bytes | memoryview, ...]) -> bool:
-        """Write a whole record before the object is checked, and start its write-back: the disk writes it
-        while the store checks the object; `sync_ahead` then makes it durable. Its meta is empty: at start,
-        the spool path is found from the payload (a Part 10 file), checked as the store checks it.
-        False (nothing written) when it would not fit."""
+        """Write a whole record before the object is checked, and start its sync (`background_sync`; where
+        that is not available, its write-back): the disk writes it while the store checks the object, and
+        `sync_ahead` waits for the rest. Its meta is empty: at start, the spool path is found from the
+        payload (a Part 10 file), checked as the store checks it. False (nothing written) when it would not
+        fit."""
         if not self._write_record(chunks, b""):
             return False
-        start_writeback(self.segment.fd, self._start, self._pos - self._start)
+        try:
+            self._sync = background_sync.start(self.segment.fd)
+        except BaseException:
+            self.abandon()
+            raise
+        if self._sync is None:
+            start_writeback(self.segment.fd, self._start, self._pos - self._start)
         return True
 
     def sync_ahead(self) -> RecordRef:
         """The record written by `write_ahead` is durable when this returns."""
         self._check_open()
-        return self._sync_record()
+        pending, self._sync = self._sync, None
+        if pending is None:
+            return self._sync_record()
+        try:
+            pending.wait()
+        except BaseException:
+            self.abandon()
+            raise
+        return self._recorded(self.written, self._meta_len)
 
     def void(self) -> None:
         """Make sure a record written by `write_ahead` is never filed (its object turned out to be stored
@@ -178,10 +197,18 @@ class LogWriter:
         if not self._open:
             return
         try:
+            self._finish_sync()
             write_chunks(self.segment.fd, (bytes(_RECORD_HEADER_SIZE),), self._start)
             os.fdatasync(self.segment.fd)
         finally:
             self.abandon()
+
+    def _finish_sync(self) -> None:
+        """Wait for a sync under way, whatever its outcome (its record is not answered as stored)."""
+        pending, self._sync = self._sync, None
+        if pending is not None:
+            with contextlib.suppress(OSError):
+                pending.wait()
 
     def _write_record(self, chunks: tuple[bytes | memoryview, ...], meta: bytes) -> bool:
         self._check_open()
@@ -217,6 +244,7 @@ class LogWriter:
     def abandon(self) -> None:
         """Give the segment back without a record (its space is reused by the next one)."""
         if self._open:
+            self._finish_sync()
             self._log._release(self, self._start, recorded=False)
 
     def _close(self) -> None:
