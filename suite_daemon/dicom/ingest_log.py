@@ -169,6 +169,23 @@ class LogWriter:
         fit."""
         if not self._write_record(chunks, b""):
             return False
+        self._start_sync()
+        return True
+
+    def seal_ahead(self) -> None:
+        """`write_ahead` for a record fed chunk by chunk: its header is written (no meta) and its sync
+        started; `sync_ahead` then waits for it."""
+        self._check_open()
+        head = _record_header(self.segment.generation, self.written, b"", self._crc)
+        try:
+            write_chunks(self.segment.fd, (head,), self._start)
+        except BaseException:
+            self.abandon()
+            raise
+        self._meta_len = 0
+        self._start_sync()
+
+    def _start_sync(self) -> None:
         try:
             self._sync = background_sync.start(self.segment.fd)
         except BaseException:
@@ -176,7 +193,6 @@ class LogWriter:
             raise
         if self._sync is None:
             start_writeback(self.segment.fd, self._start, self._pos - self._start)
-        return True
 
     def sync_ahead(self) -> RecordRef:
         """The record written by `write_ahead` is durable when this returns."""

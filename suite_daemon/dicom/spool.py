@@ -206,6 +206,15 @@ class Spool:
             return None
         return writer
 
+    def seal_ahead(self, stream: SpoolStream) -> LogWriter | None:
+        """`write_ahead` for an object streamed into the ingest log: its record sealed (no path) and its sync
+        started. None (nothing done) for a stream that is not in the log or failed."""
+        writer = stream.writer
+        if writer is None or stream.error is not None:
+            return None
+        writer.seal_ahead()
+        return writer
+
     def _write_file(self, path: Path, chunks: tuple[bytes | memoryview, ...]) -> None:
         directory = path.parent
         self._ensure_dir(directory)

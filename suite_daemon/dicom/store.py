@@ -19,6 +19,7 @@ from suite_daemon.dicom.filing import Filer
 from suite_daemon.dicom.index import InstanceIndex, StoredInstance
 from suite_daemon.dicom.ingest_log import LoggedRecord, LogWriter, RecordRef, read_record
 from suite_daemon.dicom.part10 import (
+    UID_RE,
     DatasetError,
     HeaderValues,
     clean_uid,
@@ -117,22 +118,28 @@ class StoreService:
                 {**asked.where, "free_mb": round(free_mb, 1)},
                 level="critical",
             )
-        ahead = self._write_ahead(data, asked) if stream is None else None
+        ahead = self._write_ahead(data, stream, asked)
         try:
             return self._check_and_keep(data, stream, ahead, asked)
         finally:
             if ahead is not None:
                 ahead.abandon()  # nothing once it is synced or voided
 
-    def _write_ahead(self, data: memoryview, asked: _Request) -> LogWriter | None:
-        """Write an object that came in one piece into the ingest log before it is checked, and start its
-        write-back, so that the disk writes it while the checks run: the sync before the answer then
-        waits for less (docs/performance.md, "Written ahead of the checks"). Only for a SOP Instance UID
-        that is new by a cheap look: a copy of a stored object is checked first and never written."""
+    def _write_ahead(self, data: memoryview, stream: SpoolStream | None, asked: _Request) -> LogWriter | None:
+        """Make the object's ingest log record complete before the object is checked, and start its sync,
+        so that the disk writes it while the checks run (docs/performance.md, "Written ahead of the
+        checks"): an object that came in one piece is written now; one streamed into the log while it
+        arrived has its record sealed. Only for a SOP Instance UID that is new by a cheap look: a copy of a
+        stored object is checked first and never logged."""
         if not asked.sop_instance or self._maybe_stored(asked.sop_instance):
             return None
-        head = encode_file_meta(asked.sop_class, asked.sop_instance, asked.transfer_syntax, asked.calling_ae)
         try:
+            if stream is not None:
+                # Its head names the request's UIDs only when both are UIDs (see fast_dimse._open_stream).
+                if not (UID_RE.fullmatch(asked.sop_class) and UID_RE.fullmatch(asked.sop_instance)):
+                    return None
+                return self.spool.seal_ahead(stream)
+            head = encode_file_meta(asked.sop_class, asked.sop_instance, asked.transfer_syntax, asked.calling_ae)
             return self.spool.write_ahead(head, data)
         except OSError:
             return None  # written again after the checks, where a failure is answered and reported
@@ -173,6 +180,8 @@ class StoreService:
             try:
                 if ahead is not None:
                     ref = ahead.sync_ahead()
+                    if stream is not None:
+                        stream.committed = True
                 elif stream is not None:  # already written while it arrived (see fast_dimse)
                     ref = self.spool.commit(stream, path)
                 else:

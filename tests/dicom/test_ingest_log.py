@@ -218,3 +218,22 @@ def test_a_record_written_ahead_counts_once_synced_and_a_voided_one_never(tmp_pa
         assert [read_record(r.ref) for r in pending] == [head1 + data1, head3 + data3]
     finally:
         third.close()
+
+
+def test_a_streamed_record_sealed_ahead_is_found_with_its_payload(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    spool, _ = ready_spool(root, LOG_BYTES)
+    (_, head, data) = _objects(tmp_path, 1)[0]
+    stream = spool.open_stream(head)
+    for start in range(0, len(data), 5000):
+        stream.feed(data[start : start + 5000])
+    writer = spool.seal_ahead(stream)
+    assert writer is not None
+    writer.sync_ahead()
+    stream.committed = True
+    spool.close()
+    again, pending = ready_spool(root, LOG_BYTES)
+    try:
+        assert [(r.relative_path, read_record(r.ref)) for r in pending] == [("", head + data)]
+    finally:
+        again.close()
