@@ -36,8 +36,6 @@ from pathlib import Path
 
 import structlog
 
-from suite_daemon.dicom import background_sync
-from suite_daemon.dicom.background_sync import PendingSync
 from suite_daemon.dicom.writeback import PAGE, EarlyWriteback, page_ceil, start_writeback
 
 log = structlog.get_logger()
@@ -109,8 +107,6 @@ class LogWriter:
         self._open = True
         self._writeback: EarlyWriteback | None = None
         self._meta_len = 0
-        self._sync: PendingSync | None = None
-        """The sync of a record written ahead, under way."""
 
     @property
     def written(self) -> int:
@@ -162,19 +158,18 @@ class LogWriter:
         return self._sync_record()
 
     def write_ahead(self, chunks: tuple[bytes | memoryview, ...]) -> bool:
-        """Write a whole record before the object is checked, and start its sync (`background_sync`; where
-        that is not available, its write-back): the disk writes it while the store checks the object, and
-        `sync_ahead` waits for the rest. Its meta is empty: at start, the spool path is found from the
-        payload (a Part 10 file), checked as the store checks it. False (nothing written) when it would not
-        fit."""
+        """Write a whole record before the object is checked, and start its write-back: the disk writes it
+        while the store checks the object, and `sync_ahead` waits for the rest. Its meta is empty: at
+        start, the spool path is found from the payload (a Part 10 file), checked as the store checks it.
+        False (nothing written) when it would not fit."""
         if not self._write_record(chunks, b""):
             return False
-        self._start_sync()
+        start_writeback(self.segment.fd, self._start, self._pos - self._start)
         return True
 
     def seal_ahead(self) -> None:
-        """`write_ahead` for a record fed chunk by chunk: its header is written (no meta) and its sync
-        started; `sync_ahead` then waits for it."""
+        """`write_ahead` for a record fed chunk by chunk: its header is written (no meta) and the write-back
+        of what is not on its way to the disk yet is started; `sync_ahead` then waits for it."""
         self._check_open()
         head = _record_header(self.segment.generation, self.written, b"", self._crc)
         try:
@@ -183,29 +178,12 @@ class LogWriter:
             self.abandon()
             raise
         self._meta_len = 0
-        self._start_sync()
-
-    def _start_sync(self) -> None:
-        try:
-            self._sync = background_sync.start(self.segment.fd)
-        except BaseException:
-            self.abandon()
-            raise
-        if self._sync is None:
-            start_writeback(self.segment.fd, self._start, self._pos - self._start)
+        start_writeback(self.segment.fd, self._start, self._pos - self._start)
 
     def sync_ahead(self) -> RecordRef:
-        """The record written by `write_ahead` is durable when this returns."""
+        """The record written by `write_ahead` or sealed by `seal_ahead` is durable when this returns."""
         self._check_open()
-        pending, self._sync = self._sync, None
-        if pending is None:
-            return self._sync_record()
-        try:
-            pending.wait()
-        except BaseException:
-            self.abandon()
-            raise
-        return self._recorded(self.written, self._meta_len)
+        return self._sync_record()
 
     def void(self) -> None:
         """Make sure a record written by `write_ahead` is never filed (its object turned out to be stored
@@ -213,18 +191,10 @@ class LogWriter:
         if not self._open:
             return
         try:
-            self._finish_sync()
             write_chunks(self.segment.fd, (bytes(_RECORD_HEADER_SIZE),), self._start)
             os.fdatasync(self.segment.fd)
         finally:
             self.abandon()
-
-    def _finish_sync(self) -> None:
-        """Wait for a sync under way, whatever its outcome (its record is not answered as stored)."""
-        pending, self._sync = self._sync, None
-        if pending is not None:
-            with contextlib.suppress(OSError):
-                pending.wait()
 
     def _write_record(self, chunks: tuple[bytes | memoryview, ...], meta: bytes) -> bool:
         self._check_open()
@@ -260,7 +230,6 @@ class LogWriter:
     def abandon(self) -> None:
         """Give the segment back without a record (its space is reused by the next one)."""
         if self._open:
-            self._finish_sync()
             self._log._release(self, self._start, recorded=False)
 
     def _close(self) -> None:
