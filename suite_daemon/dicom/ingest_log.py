@@ -186,8 +186,9 @@ class LogWriter:
         return self._sync_record()
 
     def void(self) -> None:
-        """Make sure a record written by `write_ahead` is never filed (its object turned out to be stored
-        already), and give the segment back. Its header is overwritten and synced."""
+        """Make sure a record written or sealed ahead is never filed (its object was not stored: refused,
+        a copy of a stored one, or failed), and give the segment back. Its header is overwritten and synced.
+        Nothing once the record is synced as stored."""
         if not self._open:
             return
         try:

@@ -207,8 +207,8 @@ class Spool:
         return writer
 
     def seal_ahead(self, stream: SpoolStream) -> LogWriter | None:
-        """`write_ahead` for an object streamed into the ingest log: its record sealed (no path) and its sync
-        started. None (nothing done) for a stream that is not in the log or failed."""
+        """`write_ahead` for an object streamed into the ingest log: its record sealed (no path) and its
+        write-back started. None (nothing done) for a stream that is not in the log or failed."""
         writer = stream.writer
         if writer is None or stream.error is not None:
             return None

@@ -123,14 +123,21 @@ class StoreService:
             return self._check_and_keep(data, stream, ahead, asked)
         finally:
             if ahead is not None:
-                ahead.abandon()  # nothing once it is synced or voided
+                self._void(ahead)  # unless it was synced as stored: refused, a copy, or failed
+
+    @staticmethod
+    def _void(ahead: LogWriter) -> None:
+        try:
+            ahead.void()
+        except OSError as exc:
+            log.error("dicom_ingest_record_not_voided", error=exc.strerror)
 
     def _write_ahead(self, data: memoryview, stream: SpoolStream | None, asked: _Request) -> LogWriter | None:
-        """Make the object's ingest log record complete before the object is checked, and start its sync,
-        so that the disk writes it while the checks run (docs/performance.md, "Written ahead of the
-        checks"): an object that came in one piece is written now; one streamed into the log while it
+        """Make the object's ingest log record complete before the object is checked, and start its
+        write-back, so that the disk writes it while the checks run (docs/performance.md, "Written ahead of
+        the checks"): an object that came in one piece is written now; one streamed into the log while it
         arrived has its record sealed. Only for a SOP Instance UID that is new by a cheap look: a copy of a
-        stored object is checked first and never logged."""
+        stored object is checked first and never logged. A record not kept is voided before the answer."""
         if not asked.sop_instance or self._maybe_stored(asked.sop_instance):
             return None
         try:
@@ -171,8 +178,6 @@ class StoreService:
                 known_path = known.path if known is not None else None
             if known_path is not None:
                 log.info("dicom_duplicate_instance", sop_instance_uid=instance, calling_ae=asked.calling_ae)
-                if ahead is not None:  # a copy stored by another association meanwhile
-                    ahead.void()
                 if not self.filer.add_duplicate(summary, known_path):
                     self.ctx.submit(ImageStored(summary=summary, path=known_path, duplicate=True))
                 return SUCCESS

@@ -1,6 +1,6 @@
 """Small objects are written into the ingest log ahead of the store's checks (`StoreService._write_ahead`):
-a restart files such a record only if it passes the same checks, and a record whose object turned out to be
-stored already is voided before the answer."""
+a restart files such a record only if it passes the same checks, and a record whose object is refused or
+turns out to be stored already is voided before the answer."""
 
 from __future__ import annotations
 
@@ -88,10 +88,30 @@ async def test_a_copy_found_after_it_was_written_ahead_is_voided(
         stored = scp.images[0].path
         first_bytes = stored.read_bytes()
         assert "ANOTHER ROOM" not in str(first_bytes)
-        snapshot = tmp_path / "ingest-copy"
-        shutil.copytree(tmp_path / "state" / "spool" / ".ingest", snapshot)
+        logged = _logged_payloads(tmp_path / "state", tmp_path / "ingest-copy")
+    assert logged == [first_bytes]  # the copy's record is gone
+
+
+async def test_a_refused_object_written_ahead_is_voided(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its record is complete before the checks refuse it: it is voided before the failure is answered."""
+    monkeypatch.setattr(Spool, "checkpoint", lambda self, idle: 0)  # the log keeps its records for the test
+    study, series = new_study()
+    good = ct_slice(study, series, 0, rows=64, cols=64)
+    refused = ct_slice(study, series, 1, rows=64, cols=64)
+    del refused.StudyInstanceUID
+    async with running_receiver(tmp_path / "state") as scp:
+        assert await asyncio.to_thread(_store_each, scp.port, [good, refused]) == [0x0000, 0xC220]
+        await scp.wait_for(lambda: len(scp.images) == 1 and len(scp.alerts) == 1)
+        stored = scp.images[0].path.read_bytes()
+        logged = _logged_payloads(tmp_path / "state", tmp_path / "ingest-copy")
+    assert logged == [stored]
+
+
+def _logged_payloads(state: Path, snapshot: Path) -> list[bytes]:
+    """The payloads of the valid records in a copy of a running receiver's ingest log."""
+    shutil.copytree(state / "spool" / ".ingest", snapshot)
     ingest = IngestLog(snapshot, 32 * 1024 * 1024)
     try:
-        assert [read_record(r.ref) for r in ingest.open()] == [first_bytes]  # the copy's record is gone
+        return [read_record(r.ref) for r in ingest.open()]
     finally:
         ingest.close()
