@@ -106,7 +106,6 @@ class LogWriter:
         self._crc = 0
         self._open = True
         self._writeback: EarlyWriteback | None = None
-        self._meta_len = 0
 
     @property
     def written(self) -> int:
@@ -153,9 +152,10 @@ class LogWriter:
 
     def write_whole(self, chunks: tuple[bytes | memoryview, ...], relative_path: str) -> RecordRef | None:
         """`feed` every chunk, then `commit`, in one write. None (nothing written) when it would not fit."""
-        if not self._write_record(chunks, _meta(relative_path)):
+        meta = _meta(relative_path)
+        if not self._write_record(chunks, meta):
             return None
-        return self._sync_record()
+        return self._sync_record(len(meta))
 
     def write_ahead(self, chunks: tuple[bytes | memoryview, ...]) -> bool:
         """Write a whole record before the object is checked, and start its write-back: the disk writes it
@@ -177,13 +177,12 @@ class LogWriter:
         except BaseException:
             self.abandon()
             raise
-        self._meta_len = 0
         start_writeback(self.segment.fd, self._start, self._pos - self._start)
 
     def sync_ahead(self) -> RecordRef:
         """The record written by `write_ahead` or sealed by `seal_ahead` is durable when this returns."""
         self._check_open()
-        return self._sync_record()
+        return self._sync_record(0)  # no meta
 
     def void(self) -> None:
         """Make sure a record written or sealed ahead is never filed (its object was not stored: refused,
@@ -212,16 +211,15 @@ class LogWriter:
             self.abandon()
             raise
         self._pos += payload_len
-        self._meta_len = len(meta)
         return True
 
-    def _sync_record(self) -> RecordRef:
+    def _sync_record(self, meta_len: int) -> RecordRef:
         try:
             os.fdatasync(self.segment.fd)
         except BaseException:
             self.abandon()
             raise
-        return self._recorded(self.written, self._meta_len)
+        return self._recorded(self.written, meta_len)
 
     def _recorded(self, payload_len: int, meta_len: int) -> RecordRef:
         ref = RecordRef(self.segment, self._start + _RECORD_HEADER_SIZE, payload_len)

@@ -327,8 +327,7 @@ class StoreService:
                 return None
         raw = read_record(record.ref)
         try:
-            meta = dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta
-            data = memoryview(raw)[dataset_offset(raw) :]
+            meta, data = _split_part10(raw)
             transfer_syntax = clean_uid(meta.TransferSyntaxUID)
             sop_class = clean_uid(meta.MediaStorageSOPClassUID)
             sop_instance = clean_uid(meta.MediaStorageSOPInstanceUID)
@@ -353,14 +352,18 @@ def _caller(assoc: Any) -> tuple[str, str]:
     return caller
 
 
+def _split_part10(raw: bytes) -> tuple[Any, memoryview]:
+    """A Part 10 file's meta information (pydicom's) and its data set."""
+    meta = dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta
+    return meta, memoryview(raw)[dataset_offset(raw) :]
+
+
 def _summary_from_file(path: Path) -> dict[str, Any] | None:
     try:
-        raw = path.read_bytes()
-        meta = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta
+        meta, data = _split_part10(path.read_bytes())
         transfer_syntax = clean_uid(meta.TransferSyntaxUID)
         sop_class = clean_uid(meta.MediaStorageSOPClassUID)
         source_ae = str(meta.get("SourceApplicationEntityTitle", "")).strip()
-        data = memoryview(raw)[dataset_offset(raw) :]
         header = read_header(data, transfer_syntax)
     except Exception:
         return None
