@@ -9,7 +9,8 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
 	done; echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Named after the Python the venv is made with: choosing another one (PYTHON=...) makes the venv again.
+STAMP := $(VENV)/.installed-$(subst /,_,$(PYTHON))
 CONFIG ?= config/suite.example.toml
 PYTEST_ARGS ?=
 
@@ -49,6 +50,7 @@ system-tools:
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
