@@ -137,18 +137,9 @@ class LogWriter:
 
     def commit(self, relative_path: str) -> RecordRef:
         """Write the record header and meta, fdatasync: the object is durable when this returns."""
-        self._check_open()
         meta = _meta(relative_path)
-        segment = self.segment
-        head = _record_header(segment.generation, self.written, meta, zlib.crc32(meta, self._crc))
-        try:
-            write_chunks(segment.fd, (meta,), self._pos)
-            write_chunks(segment.fd, (head,), self._start)
-            os.fdatasync(segment.fd)
-        except BaseException:
-            self.abandon()
-            raise
-        return self._recorded(self.written, len(meta))
+        self._seal(meta)
+        return self._sync_record(len(meta))
 
     def write_whole(self, chunks: tuple[bytes | memoryview, ...], relative_path: str) -> RecordRef | None:
         """`feed` every chunk, then `commit`, in one write. None (nothing written) when it would not fit."""
@@ -170,13 +161,7 @@ class LogWriter:
     def seal_ahead(self) -> None:
         """`write_ahead` for a record fed chunk by chunk: its header is written (no meta) and the write-back
         of what is not on its way to the disk yet is started; `sync_ahead` then waits for it."""
-        self._check_open()
-        head = _record_header(self.segment.generation, self.written, b"", self._crc)
-        try:
-            write_chunks(self.segment.fd, (head,), self._start)
-        except BaseException:
-            self.abandon()
-            raise
+        self._seal(b"")
         start_writeback(self.segment.fd, self._start, self._pos - self._start)
 
     def sync_ahead(self) -> RecordRef:
@@ -195,6 +180,17 @@ class LogWriter:
             os.fdatasync(self.segment.fd)
         finally:
             self.abandon()
+
+    def _seal(self, meta: bytes) -> None:
+        """Complete a record fed chunk by chunk: its meta after the payload, then its header."""
+        self._check_open()
+        head = _record_header(self.segment.generation, self.written, meta, zlib.crc32(meta, self._crc))
+        try:
+            write_chunks(self.segment.fd, (meta,), self._pos)
+            write_chunks(self.segment.fd, (head,), self._start)
+        except BaseException:
+            self.abandon()
+            raise
 
     def _write_record(self, chunks: tuple[bytes | memoryview, ...], meta: bytes) -> bool:
         self._check_open()

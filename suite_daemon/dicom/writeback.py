@@ -59,7 +59,7 @@ class EarlyWriteback:
         """`nbytes` more were written at the region's end."""
         self._end += nbytes
         whole = self._end & ~(PAGE - 1)
-        if _sync_file_range is None or whole - self._started < MIN_BYTES:
+        if whole - self._started < MIN_BYTES:
             return
-        _sync_file_range(self.fd, self._started, whole - self._started, _SYNC_FILE_RANGE_WRITE)
+        start_writeback(self.fd, self._started, whole - self._started)
         self._started = whole
