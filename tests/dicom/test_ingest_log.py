@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
 from suite_daemon.dicom import spool as spool_module
-from suite_daemon.dicom.ingest_log import LOG_OBJECT_MAX, read_record
+from suite_daemon.dicom.ingest_log import LOG_OBJECT_MAX, RecordRef, read_record
 from suite_daemon.dicom.part10 import dataset_offset
 from suite_daemon.dicom.spool import Spool
 from suite_daemon.dicom.writeback import PAGE
@@ -71,6 +73,53 @@ def test_a_torn_record_and_everything_after_it_is_ignored(tmp_path: Path) -> Non
         os.close(fd)
     again, pending = ready_spool(root, LOG_BYTES)
     again.close()
+    assert [r.relative_path for r in pending] == [str(o[0]) for o in objects[:2]]
+
+
+def _rewrite_as_crc_record(ref: RecordRef, relative: Path) -> None:
+    """Rewrite a record's header as versions before 2026-11-29 wrote it: a CRC-32 of payload + meta."""
+    meta = str(relative).encode()
+    fd = os.open(ref.segment.path, os.O_RDWR)
+    try:
+        payload = os.pread(fd, ref.payload_len, ref.payload_offset)
+        head = struct.pack(
+            "<8sQQII",
+            b"SDRECORD",
+            ref.segment.generation,
+            ref.payload_len,
+            len(meta),
+            zlib.crc32(meta, zlib.crc32(payload)),
+        )
+        head += struct.pack("<I", zlib.crc32(head))
+        os.pwrite(fd, head.ljust(64, b"\0"), ref.payload_offset - 64)
+    finally:
+        os.close(fd)
+
+
+def test_records_written_by_an_earlier_version_are_still_filed(tmp_path: Path) -> None:
+    """Records checked with a CRC-32 (before 2026-11-29) left unfiled by a crash are read after an upgrade;
+    a torn one is not, nor anything after it."""
+    root = tmp_path / "spool"
+    spool, _ = ready_spool(root, LOG_BYTES)
+    objects = _objects(tmp_path, 3)
+    refs = [spool.write(root / relative, head, data) for relative, head, data in objects]
+    spool.close()
+    for ref, (relative, _, _) in zip(refs, objects, strict=True):
+        assert ref is not None
+        _rewrite_as_crc_record(ref, relative)
+    again, pending = ready_spool(root, LOG_BYTES)
+    again.close()
+    assert [r.relative_path for r in pending] == [str(o[0]) for o in objects]
+
+    last = refs[-1]
+    assert last is not None
+    fd = os.open(last.segment.path, os.O_RDWR)
+    try:
+        os.pwrite(fd, b"\xff\xfe", last.payload_offset + 100)
+    finally:
+        os.close(fd)
+    third, pending = ready_spool(root, LOG_BYTES)
+    third.close()
     assert [r.relative_path for r in pending] == [str(o[0]) for o in objects[:2]]
 
 
