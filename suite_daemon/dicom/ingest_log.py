@@ -17,7 +17,7 @@ by the same checks). A record is valid only with the segment's current generatio
 recovery reads a segment's records up to the first invalid one. Reusing a segment bumps its generation,
 which invalidates every old record at once. Records written before 2026-11-29 carry a CRC-32 of payload +
 meta instead of the digest, under another magic, and are still read. (XXH3 takes about 16 us for a 0.5 MB
-CT slice here, zlib's CRC-32 about 200 us, on the receiving thread: +18 % CT slices/s side by side.)
+CT slice here, zlib's CRC-32 about 200 us, on the receiving thread: +10-18 % CT slices/s side by side.)
 
 Only objects up to `LOG_OBJECT_MAX` go through the log; larger ones (multi-frame runs), whose sync is
 dominated by their data anyway, are written to their spool file directly.
