@@ -205,10 +205,9 @@ class LogWriter:
         payload_len = sum(len(chunk) for chunk in chunks)
         if self.written or self._pos + payload_len > self._limit:
             return False
-        digest = xxhash.xxh3_64()
         for chunk in (*chunks, meta):
-            digest.update(chunk)
-        head = _record_header(self.segment.generation, payload_len, meta, digest.intdigest())
+            self._digest.update(chunk)
+        head = _record_header(self.segment.generation, payload_len, meta, self._digest.intdigest())
         try:
             write_chunks(self.segment.fd, [head, *chunks, meta], self._start)
         except BaseException:
