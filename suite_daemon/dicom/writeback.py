@@ -2,14 +2,10 @@
 
 A data set that comes in several PDUs is written as it arrives; the store's `fdatasync` at the end then
 waits for the whole data set to reach the disk. Started chunk by chunk instead, the disk writes while
-the next PDUs come in, and the final sync waits only for the last chunk. Each call hands I/O to the
-disk, which on this project's virtual machine costs about 35 us of the receiving thread (a notification
-to the host); so it is made once per MiB or more. (Every 64 KiB until 2026-11-29: five calls per 0.5 MB
-CT slice, about 170 us. Since, a CT slice's write-back starts when its record is sealed, ahead of the
-store's checks; medians of 535 against 503 and 504 slices/s in two sets of alternating rounds, faster in
-5 of 8 and 4 of 6 rounds.)
-Only a hint: without `sync_file_range` (not Linux) or when the call fails, the final sync does all the
-work, as before.
+the next PDUs come in, and the final sync waits only for the last chunk. (CT slices of 0.5 MB: no gain
+alone; with large objects filed around the page cache, `direct_io.py`, whose writes the syncs would
+otherwise queue behind, +7-20 % side by side.) Only a hint: without `sync_file_range` (not Linux) or when
+the call fails, the final sync does all the work, as before.
 """
 
 from __future__ import annotations
@@ -20,8 +16,8 @@ import os
 from typing import Any
 
 PAGE = 4096
-MIN_BYTES = 1024 * 1024
-"""Started in steps of at least this much (each call costs about 35 us here, see above)."""
+MIN_BYTES = 64 * 1024
+"""Started in steps of at least this much (each call costs 10-15 us)."""
 _SYNC_FILE_RANGE_WRITE = 2
 
 

@@ -64,8 +64,7 @@ def test_early_write_back_starts_in_whole_pages_and_keeps_the_data(tmp_path: Pat
     assert writeback._sync_file_range is not None  # Linux: the hint is taken
     path = tmp_path / "stream"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    step = writeback.MIN_BYTES
-    chunks = [os.urandom(n) for n in (100, step // 2, step // 2 + 5000, 3, 3 * step)]
+    chunks = [os.urandom(n) for n in (100, 40_000, 70_000, 3, 200_000)]
     try:
         early = EarlyWriteback(fd, 0, 0)
         written = 0
