@@ -413,10 +413,13 @@ def run_once(receiver: Receiver, scenario: Scenario, files: list[Path]) -> tuple
 
 def measure(receivers: list[Receiver], scenario: Scenario, files: list[Path], repeat: int) -> list[Result]:
     """`repeat` rounds, each running every receiver once in turn (the machine's speed drifts: alternating
-    keeps the receivers' runs under the same conditions); medians per receiver."""
+    keeps the receivers' runs under the same conditions); medians per receiver. Each round starts with the
+    next receiver, so that none always runs first, or right after the same one: where a run falls in its
+    round moved the results of side-by-side rounds by more than some changes measured."""
     runs: dict[str, list[tuple[float, float, float, float]]] = {r.name: [] for r in receivers}
-    for _ in range(repeat):
-        for receiver in receivers:
+    for round_number in range(repeat):
+        shift = round_number % len(receivers)
+        for receiver in receivers[shift:] + receivers[:shift]:
             print(f"  {scenario.name}: {receiver.name} ...", file=sys.stderr)
             runs[receiver.name].append(run_once(receiver, scenario, files))
     results = []
