@@ -73,7 +73,7 @@ lint: $(STAMP)
 	$(BIN)/python -m mypy
 
 bench: install
-	$(BIN)/python bench/store_bench.py --durable-storescp
+	$(BIN)/python bench/store_bench.py --durable-storescp --repeat 5
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .ruff_cache .mypy_cache
