@@ -14,6 +14,7 @@ then writes the file as before.
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import threading
@@ -43,19 +44,20 @@ class DirectWriter:
         direct writes."""
         if not self.supported:
             return False
-        padded = page_ceil(length)
-        view = self._buffer(padded)
+        view = self._buffer(page_ceil(length))
         try:
             _read_exactly(src_fd, view[:length], offset)
-            view[length:padded] = bytes(padded - length)  # no stale bytes of an earlier file on disk
             try:
                 create = os.O_EXCL if exclusive else os.O_TRUNC
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | create | os.O_CLOEXEC | os.O_DIRECT, 0o640)
             except OSError as exc:
                 return self._refused(exc)
             try:
-                write_chunks(fd, (view[:padded],), 0)
-                os.ftruncate(fd, length)
+                whole = length & ~(ALIGN - 1)
+                if whole:
+                    write_chunks(fd, (view[:whole],), 0)
+                if length > whole:
+                    _write_tail(fd, view[whole:length], whole)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
@@ -99,6 +101,15 @@ class DirectWriter:
         return memoryview(buffer)
 
 
+def _write_tail(fd: int, tail: memoryview, offset: int) -> None:
+    """Write a file's last partial page through the page cache (`O_DIRECT` taken off `fd` first). Written
+    directly, it would be padded to a whole page and the file then cut to its size, and cutting a file
+    inside a page written around the cache reads that page back from the disk first: about 115 us, and
+    a read in the disk's queue, per object here."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+    write_chunks(fd, (tail,), offset)
+
+
 def _read_exactly(fd: int, view: memoryview, offset: int) -> None:
     done = 0
     while done < len(view):
@@ -119,8 +130,8 @@ _WRITERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dicom-direct-io
 class DirectAppender:
     """Appends to a file that is being written from its start, around the page cache: the bytes are gathered in
     two reused, page-aligned buffers in turn, each written with `O_DIRECT` when full (by a helper thread, while
-    the other fills); `finish` writes the rest and cuts the file to its size. Where a direct write is refused
-    (EINVAL), the rest goes through `fd`."""
+    the other fills); `finish` writes the rest, its last partial page through `fd` (see `_write_tail`). Where
+    a direct write is refused (EINVAL), the rest goes through `fd`."""
 
     def __init__(self, direct_fd: int, fd: int, writer: DirectWriter) -> None:
         self._direct_fd = direct_fd
@@ -167,13 +178,15 @@ class DirectAppender:
                     self._filled = 0
 
     def finish(self) -> None:
-        """Write what is left and cut the file to its size; the appender is closed after."""
+        """Write what is left (its last partial page through the page cache); the appender is closed after."""
         try:
             self._wait()
-            padded = page_ceil(self._filled)
-            self._stage[self._filled : padded] = bytes(padded - self._filled)
-            self._write(self._stage, padded, self._offset)
-            os.ftruncate(self._fd, self._offset + self._filled)
+            whole = self._filled & ~(ALIGN - 1)
+            if whole:
+                self._write(self._stage, whole, self._offset)
+            if self._filled > whole:
+                with memoryview(self._stage) as view:
+                    write_chunks(self._fd, (view[whole : self._filled],), self._offset + whole)
         finally:
             self.close()
 
