@@ -21,7 +21,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from suite_daemon.dicom.ingest_log import write_chunks
-from suite_daemon.dicom.writeback import PAGE, page_ceil
+from suite_daemon.dicom.writeback import PAGE
 
 ALIGN = PAGE
 """Buffer address, file offset and length of every direct write: the largest logical block in use."""
@@ -44,7 +44,7 @@ class DirectWriter:
         direct writes."""
         if not self.supported:
             return False
-        view = self._buffer(page_ceil(length))
+        view = self._buffer(length)  # only whole pages are written from it directly: no padding
         try:
             _read_exactly(src_fd, view[:length], offset)
             try:
