@@ -118,12 +118,21 @@ class StoreService:
                 {**asked.where, "free_mb": round(free_mb, 1)},
                 level="critical",
             )
-        ahead = self._write_ahead(data, stream, asked)
+        # Claimed before anything is written: a copy sent at the same moment on another association then
+        # finds this object stored (or refused) and is never written ahead, so that a crash can leave no
+        # record of it to be filed over this one's. (A request naming no instance is claimed once checked.)
+        if asked.sop_instance:
+            self._claim(asked.sop_instance)
         try:
-            return self._check_and_keep(data, stream, ahead, asked)
+            ahead = self._write_ahead(data, stream, asked)
+            try:
+                return self._check_and_keep(data, stream, ahead, asked)
+            finally:
+                if ahead is not None:
+                    self._void(ahead)  # unless it was synced as stored: refused, a copy, or failed
         finally:
-            if ahead is not None:
-                self._void(ahead)  # unless it was synced as stored: refused, a copy, or failed
+            if asked.sop_instance:
+                self._unclaim(asked.sop_instance)
 
     @staticmethod
     def _void(ahead: LogWriter) -> None:
@@ -170,7 +179,9 @@ class StoreService:
             calling_ae=asked.calling_ae,
             nbytes=len(data),
         )
-        self._claim(instance)
+        claim_now = not asked.sop_instance  # else claimed by `_store` (`check` proved it the same UID)
+        if claim_now:
+            self._claim(instance)
         try:
             known_path = self.filer.pending(instance)
             if known_path is None:
@@ -203,7 +214,8 @@ class StoreService:
             self.spool.count_written(len(data))
             self.filer.submit(summary, path, ref)
         finally:
-            self._unclaim(instance)
+            if claim_now:
+                self._unclaim(instance)
         log.debug(
             "dicom_stored", sop_instance_uid=instance, study_instance_uid=summary["study_instance_uid"], bytes=len(data)
         )

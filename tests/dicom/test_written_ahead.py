@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE
 
-from suite_daemon.dicom.ingest_log import IngestLog, read_record
+from suite_daemon.dicom.filing import Filer
+from suite_daemon.dicom.ingest_log import IngestLog, RecordRef, read_record
 from suite_daemon.dicom.part10 import dataset_offset, encode_file_meta
 from suite_daemon.dicom.spool import Spool
 from suite_daemon.dicom.store import StoreService
@@ -72,9 +76,9 @@ def _store_each(port: int, datasets: list[Dataset]) -> list[int]:
 async def test_a_copy_found_after_it_was_written_ahead_is_voided(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The cheap look before writing ahead can miss a copy that another association is storing at the same
-    moment; the full check after it finds the copy, and its record must then never be filed (a restart
-    would put the copy's bytes in place of the stored object's)."""
+    """Should the cheap look before writing ahead miss a stored copy, the full check after it finds the copy,
+    and its record must then never be filed (a restart would put the copy's bytes in place of the stored
+    object's)."""
     monkeypatch.setattr(StoreService, "_maybe_stored", lambda self, uid: False)  # the look misses, as in that race
     monkeypatch.setattr(Spool, "checkpoint", lambda self, idle: 0)  # the log keeps its records for the test
     study, series = new_study()
@@ -90,6 +94,51 @@ async def test_a_copy_found_after_it_was_written_ahead_is_voided(
         assert "ANOTHER ROOM" not in str(first_bytes)
         logged = _logged_payloads(tmp_path / "state", tmp_path / "ingest-copy")
     assert logged == [first_bytes]  # the copy's record is gone
+
+
+async def test_a_copy_sent_at_the_same_moment_leaves_no_record_a_crash_could_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two associations send the same SOP instance, with different contents, at the same moment. The second
+    waits for the first before it writes anything: had the daemon been killed while it waited, the ingest
+    log would hold the first copy's record only, and a restart would file that one."""
+    monkeypatch.setattr(Spool, "checkpoint", lambda self, idle: 0)  # the log keeps its records for the test
+    first_synced, release = threading.Event(), threading.Event()
+    submit, claim = Filer.submit, StoreService._claim
+    claims: list[str] = []
+
+    def held_submit(self: Filer, summary: dict[str, Any], path: Path, ref: RecordRef | None) -> None:
+        first_synced.set()  # durable, not yet answered, still claimed
+        release.wait(20)
+        submit(self, summary, path, ref)
+
+    def counted_claim(self: StoreService, sop_instance: str) -> None:
+        claims.append(sop_instance)
+        claim(self, sop_instance)
+
+    monkeypatch.setattr(Filer, "submit", held_submit)
+    monkeypatch.setattr(StoreService, "_claim", counted_claim)
+    study, series = new_study()
+    first = ct_slice(study, series, 0, rows=64, cols=64)
+    copy = ct_slice(study, series, 0, rows=64, cols=64)
+    copy.StationName = "ANOTHER ROOM"
+    async with running_receiver(tmp_path / "state") as scp:
+        sending_first = asyncio.create_task(asyncio.to_thread(_store_each, scp.port, [first]))
+        assert await asyncio.to_thread(first_synced.wait, 20)
+        sending_copy = asyncio.create_task(asyncio.to_thread(_store_each, scp.port, [copy]))
+        deadline = time.monotonic() + 20
+        while len(claims) < 2:  # the copy's store is waiting for the first's
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        logged = _logged_payloads(tmp_path / "state", tmp_path / "ingest-copy")  # what a SIGKILL would leave
+        release.set()
+        assert await sending_first == [0x0000]
+        assert await sending_copy == [0x0000]
+        await scp.wait_for(lambda: len(scp.images) == 2)
+        assert [i.duplicate for i in scp.images] == [False, True]
+        first_bytes = scp.images[0].path.read_bytes()
+    assert "ANOTHER ROOM" not in str(first_bytes)
+    assert logged == [first_bytes]
 
 
 async def test_a_refused_object_written_ahead_is_voided(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
