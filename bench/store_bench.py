@@ -203,11 +203,13 @@ class Receiver:
 
 
 # Deleting files slows down creating new ones: without a journal (as on this kind of VM's disk), ext4's inode
-# allocator skips every inode deleted in the last ~35 s, checking each one, so after a run's thousands of
-# files are deleted every new file costs 0.5-1.2 ms (measured with ftrace, for storescp and suite-daemon
-# alike) and the next runs measure that. So outputs are only set aside while the bench runs and deleted at the
-# end; a bench started within 35 s of deleting many files waits that out first.
-RECENTLY_DELETED_S = 35.0
+# allocator skips every inode deleted in the last 60 s, or 360 s while the inode table block that holds it is
+# dirty (fs/ext4/ialloc.c, `recently_deleted`; new files keep those blocks dirty), checking each one. So after a
+# run's thousands of files are deleted every new file costs 0.1-1.2 ms (measured with ftrace and perf, for
+# storescp and suite-daemon alike) for up to six minutes, and runs made then measure that. So outputs are only
+# set aside while the bench runs and deleted at the end; a bench started within six minutes of deleting many
+# files waits that out first.
+RECENTLY_DELETED_S = 370.0
 
 
 def set_aside(out: Path) -> None:
