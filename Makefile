@@ -49,7 +49,7 @@ system-tools:
 	fi
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	@$(PYTHON) -c '$(PYTHON_USABLE)' >/dev/null 2>&1 || { echo "$(PYTHON) will not do: Python >= 3.11 with venv is required"; exit 1; }
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
