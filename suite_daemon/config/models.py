@@ -121,6 +121,11 @@ class DicomSection(Strict):
     """Disk kept for the ingest log (16 MiB segments, made as needed): objects up to 4 MiB are made durable
     there with one cheap sync before 0x0000, then filed into the spool. 0: every object is written and synced
     in its spool file before the answer (slower)."""
+    direct_filing_min_kb: Annotated[int, Field(ge=0)] = 0
+    """Logged objects of this many KiB or more (128 at least) are filed into the spool around the page cache
+    (O_DIRECT) during a burst, their copies written to the disk at once; 0: through the page cache, written
+    out when the receiver is idle or the ingest log runs short (faster on a disk that the log's own syncs
+    keep busy; docs/performance.md)."""
     acse_timeout_s: Seconds = 30.0
     dimse_timeout_s: Seconds = 60.0
     network_timeout_s: Seconds = 60.0

@@ -76,7 +76,7 @@ class DicomReceiver:
     async def run(self, ctx: DaemonContext, started: Callable[[], None]) -> None:
         cfg = self.config.dicom
         self._ctx = ctx
-        spool = Spool(ctx.state_dir / "spool", cfg.ingest_log_mb * 1024 * 1024)
+        spool = Spool(ctx.state_dir / "spool", cfg.ingest_log_mb * 1024 * 1024, cfg.direct_filing_min_kb * 1024)
         logged = await asyncio.to_thread(spool.prepare)
         try:
             index = await asyncio.to_thread(InstanceIndex, ctx.index_path)

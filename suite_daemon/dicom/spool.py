@@ -39,16 +39,20 @@ _TMP_SUFFIX = ".tmp"
 _POOL_SIZE = 8
 _FREE_SPACE_TTL_S = 0.25
 _LOCK_WAIT_S = 30.0
-_DIRECT_MIN = 128 * 1024
-"""Logged objects from this size are filed around the page cache (`direct_io.py`); smaller ones are filed by
-the storing thread right after its answer, where a direct write's wait for the disk would hold up the next
-object."""
+DIRECT_FILING_SMALLEST = 128 * 1024
+"""The least `direct_filing_min` takes: smaller objects are filed by the storing thread right after its answer,
+where a direct write's wait for the disk would hold up the next object."""
 _TMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC  # read too: see `SpoolStream.data_view`
 
 
 class Spool:
-    def __init__(self, root: Path, ingest_log_bytes: int = 0) -> None:
+    def __init__(self, root: Path, ingest_log_bytes: int = 0, direct_filing_min: int = 0) -> None:
+        """`direct_filing_min` (`dicom.direct_filing_min_kb`): logged objects of this size or more are filed
+        around the page cache (`direct_io.py`), so that their spool copies go to the disk during a burst;
+        0: every logged object is filed through the page cache, and its copy reaches the disk with the next
+        checkpoint (docs/performance.md, "Filing through the page cache again")."""
         self.root = root
+        self._direct_min = max(direct_filing_min, DIRECT_FILING_SMALLEST) if direct_filing_min else 0
         self._root_prefix = f"{root}/"
         self.incoming = root / ".incoming"
         self.log = IngestLog(root / ".ingest", ingest_log_bytes)
@@ -286,7 +290,7 @@ class Spool:
         self.log.filed(ref, path)
 
     def _copy_record(self, ref: RecordRef, path: Path, exclusive: bool) -> None:
-        direct = ref.payload_len >= _DIRECT_MIN and self._direct.write_file(
+        direct = 0 < self._direct_min <= ref.payload_len and self._direct.write_file(
             path, ref.segment.fd, ref.payload_offset, ref.payload_len, exclusive
         )
         if not direct:

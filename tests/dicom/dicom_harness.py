@@ -25,9 +25,11 @@ from suite_daemon.events import Alerted, AssociationRejected, ImageStored, MppsR
 SCP_AE = "SUITE_SCP"
 
 
-def ready_spool(root: Path, log_bytes: int = 32 * 1024 * 1024) -> tuple[Spool, list[LoggedRecord]]:
+def ready_spool(
+    root: Path, log_bytes: int = 32 * 1024 * 1024, direct_filing_min: int = 0
+) -> tuple[Spool, list[LoggedRecord]]:
     """A spool whose ingest log has a segment to write into, and the records its log held (as at a start)."""
-    spool = Spool(root, log_bytes)
+    spool = Spool(root, log_bytes, direct_filing_min)
     pending = spool.prepare()
     deadline = time.monotonic() + 30
     while (writer := spool.log.writer()) is None:

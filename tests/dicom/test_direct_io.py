@@ -3,17 +3,22 @@ file), and starting write-back early, on the real file system."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pynetdicom import AE
 
 from suite_daemon.dicom import writeback
 from suite_daemon.dicom.direct_io import ALIGN, STAGE_BYTES, DirectAppender, DirectWriter
 from suite_daemon.dicom.part10 import dataset_offset
-from suite_daemon.dicom.spool import _DIRECT_MIN, Spool
+from suite_daemon.dicom.spool import DIRECT_FILING_SMALLEST, Spool
 from suite_daemon.dicom.writeback import EarlyWriteback
-from tests.dicom.dicom_harness import ready_spool
+from tests.dicom.dicom_harness import SCP_AE, ready_spool, running_receiver
 from tests.dicom.dicom_testdata import ct_slice, new_study, save, xa_run
 
 
@@ -36,11 +41,15 @@ def test_a_direct_write_copies_exactly_the_range(tmp_path: Path, length: int, of
     assert (tmp_path / "second.dcm").read_bytes() == payload[:10]
 
 
-@pytest.mark.parametrize("direct", [True, False], ids=["direct", "file system without O_DIRECT"])
-def test_logged_ct_slices_are_filed_byte_for_byte(tmp_path: Path, direct: bool) -> None:
+@pytest.mark.parametrize(
+    ("direct_min", "refused"),
+    [(DIRECT_FILING_SMALLEST, False), (DIRECT_FILING_SMALLEST, True), (0, False)],
+    ids=["direct", "file system without O_DIRECT", "through the page cache (the default)"],
+)
+def test_logged_ct_slices_are_filed_byte_for_byte(tmp_path: Path, direct_min: int, refused: bool) -> None:
     root = tmp_path / "spool"
-    spool, _ = ready_spool(root)
-    if not direct:
+    spool, _ = ready_spool(root, direct_filing_min=direct_min)
+    if refused:
         spool._direct.supported = False  # what a refused O_DIRECT open leaves behind
     study, series = new_study()
     try:
@@ -51,13 +60,51 @@ def test_logged_ct_slices_are_filed_byte_for_byte(tmp_path: Path, direct: bool) 
             target = spool.path_for(study, series, str(ct_slice(study, series, i, rows=8, cols=8).SOPInstanceUID))
             ref = spool.write(target, raw[:cut], raw[cut:])
             assert ref is not None
-            assert (ref.payload_len >= _DIRECT_MIN) == (rows >= 256)
+            assert (ref.payload_len >= DIRECT_FILING_SMALLEST) == (rows >= 256)
             spool.file_record(ref, target)
             assert target.read_bytes() == raw
-        assert spool._direct.supported is direct
+        assert spool._direct.supported is not refused
         assert spool.checkpoint(idle=True) >= 1
     finally:
         spool.close()
+
+
+def _send(port: int, datasets: list[Dataset]) -> list[int]:
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
+    assert assoc.is_established
+    try:
+        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
+    finally:
+        assoc.release()
+
+
+@pytest.mark.parametrize("direct_filing_min_kb", [0, 128], ids=["through the page cache (the default)", "direct"])
+async def test_the_receiver_files_large_objects_as_configured(
+    tmp_path: Path, direct_filing_min_kb: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dicom.direct_filing_min_kb`: CT slices of 0.5 MB are filed around the page cache only when it asks
+    for that; either way every spool file holds what was sent."""
+    direct_writes: list[int] = []
+    write_file = DirectWriter.write_file
+
+    def counted(self: DirectWriter, *args: Any) -> bool:
+        direct_writes.append(args[3])
+        return write_file(self, *args)
+
+    monkeypatch.setattr(DirectWriter, "write_file", counted)
+    study, series = new_study()
+    slices = [ct_slice(study, series, i, rows=512, cols=512) for i in range(3)]
+    sent = [save(ds, tmp_path / "src").read_bytes() for ds in slices]
+    async with running_receiver(tmp_path / "state", direct_filing_min_kb=direct_filing_min_kb) as scp:
+        assert await asyncio.to_thread(_send, scp.port, slices) == [0x0000] * 3
+        await scp.wait_for(lambda: len(scp.images) == 3)
+        filed = {i.summary["sop_instance_uid"]: i.path.read_bytes() for i in scp.images}
+    for ds, raw in zip(slices, sent, strict=True):
+        stored = filed[str(ds.SOPInstanceUID)]
+        assert stored[dataset_offset(stored) :] == raw[dataset_offset(raw) :]
+    assert len(direct_writes) == (3 if direct_filing_min_kb else 0)
 
 
 def test_early_write_back_starts_in_whole_pages_and_keeps_the_data(tmp_path: Path) -> None:

@@ -15,10 +15,14 @@ import pytest
 
 from suite_daemon.dicom import spool as spool_module
 from suite_daemon.dicom.ingest_log import RecordRef, copy_record
-from suite_daemon.dicom.spool import _DIRECT_MIN, _TMP_SUFFIX, Spool
+from suite_daemon.dicom.spool import _TMP_SUFFIX, DIRECT_FILING_SMALLEST, Spool
 from tests.dicom.dicom_harness import ready_spool
 
-SIZES = [pytest.param(9_000, id="small-copied"), pytest.param(4 * _DIRECT_MIN, id="large-direct")]
+SIZES = [  # (object size, `direct_filing_min`)
+    pytest.param(9_000, DIRECT_FILING_SMALLEST, id="small-copied"),
+    pytest.param(4 * DIRECT_FILING_SMALLEST, DIRECT_FILING_SMALLEST, id="large-direct"),
+    pytest.param(4 * DIRECT_FILING_SMALLEST, 0, id="large-copied"),  # the default
+]
 MIB = 1024 * 1024
 _STATVFS = os.statvfs_result((4096, 4096, 0, 0, 256 * 1024, 0, 0, 0, 0, 255))
 """1024 MiB free."""
@@ -36,9 +40,9 @@ def _leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob(f"*{_TMP_SUFFIX}") if p.stat().st_size > 0]
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("size", "direct_min"), SIZES)
 def test_a_first_filing_writes_in_place_and_a_refiling_renames_a_name_prepare_drops(
-    tmp_path: Path, size: int, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, size: int, direct_min: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "spool"
     renames: list[tuple[Path, Path, bool]] = []
@@ -50,7 +54,7 @@ def test_a_first_filing_writes_in_place_and_a_refiling_renames_a_name_prepare_dr
         rename(src, dst)
 
     monkeypatch.setattr(os, "rename", recording_rename)
-    spool, _ = ready_spool(root)
+    spool, _ = ready_spool(root, direct_filing_min=direct_min)
     data = os.urandom(size)
     try:
         ref, path = _logged(spool, "1.2.3.4.7", data)
@@ -60,7 +64,7 @@ def test_a_first_filing_writes_in_place_and_a_refiling_renames_a_name_prepare_dr
     finally:
         spool.close()  # as a crash before the checkpoint leaves it: filed, and still in the log
 
-    again, [record] = ready_spool(root)
+    again, [record] = ready_spool(root, direct_filing_min=direct_min)
     try:
         assert again.from_relative(record.relative_path) == path
         again.file_record(record.ref, path)
@@ -74,13 +78,13 @@ def test_a_first_filing_writes_in_place_and_a_refiling_renames_a_name_prepare_dr
         again.close()
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("size", "direct_min"), SIZES)
 @pytest.mark.parametrize("failing", ["copy", "rename"])
 def test_a_failed_refiling_leaves_the_file_there_and_no_temporary_file(
-    tmp_path: Path, size: int, failing: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, size: int, direct_min: int, failing: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "spool"
-    spool, _ = ready_spool(root)
+    spool, _ = ready_spool(root, direct_filing_min=direct_min)
     try:
         data, there = os.urandom(size), os.urandom(size)
         ref, path = _logged(spool, "1.2.3.4.8", data)
@@ -102,7 +106,7 @@ def test_a_failed_refiling_leaves_the_file_there_and_no_temporary_file(
         with monkeypatch.context() as patched:
             if failing == "rename":
                 patched.setattr(os, "rename", disk_full)
-            elif size >= _DIRECT_MIN:
+            elif direct_min and size >= direct_min:
                 patched.setattr(spool._direct, "write_file", after(spool._direct.write_file))
             else:
                 patched.setattr(spool_module, "copy_record", after(copy_record))

@@ -8,18 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from suite_daemon.dicom.spool import _DIRECT_MIN
+from suite_daemon.dicom.spool import DIRECT_FILING_SMALLEST
 from tests.dicom.dicom_harness import ready_spool
 
-SIZES = [pytest.param(9_000, id="small-copied"), pytest.param(4 * _DIRECT_MIN, id="large-direct")]
+SIZES = [  # (object size, `direct_filing_min`)
+    pytest.param(9_000, DIRECT_FILING_SMALLEST, id="small-copied"),
+    pytest.param(4 * DIRECT_FILING_SMALLEST, DIRECT_FILING_SMALLEST, id="large-direct"),
+    pytest.param(4 * DIRECT_FILING_SMALLEST, 0, id="large-copied"),  # the default
+]
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_a_file_being_read_is_replaced_whole_never_rewritten_in_place(tmp_path: Path, size: int) -> None:
+@pytest.mark.parametrize(("size", "direct_min"), SIZES)
+def test_a_file_being_read_is_replaced_whole_never_rewritten_in_place(
+    tmp_path: Path, size: int, direct_min: int
+) -> None:
     """A consumer reading the file while the object is filed again goes on reading the file it opened, whole
     (here its bytes differ from the record's, so a rewrite in place would show)."""
     root = tmp_path / "spool"
-    spool, _ = ready_spool(root)
+    spool, _ = ready_spool(root, direct_filing_min=direct_min)
     try:
         path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.5")
         logged, there = os.urandom(size), os.urandom(size)
@@ -37,10 +43,10 @@ def test_a_file_being_read_is_replaced_whole_never_rewritten_in_place(tmp_path: 
         spool.close()
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_a_short_or_garbled_file_is_replaced_by_the_logged_bytes(tmp_path: Path, size: int) -> None:
+@pytest.mark.parametrize(("size", "direct_min"), SIZES)
+def test_a_short_or_garbled_file_is_replaced_by_the_logged_bytes(tmp_path: Path, size: int, direct_min: int) -> None:
     root = tmp_path / "spool"
-    spool, _ = ready_spool(root)
+    spool, _ = ready_spool(root, direct_filing_min=direct_min)
     try:
         path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.6")
         data = os.urandom(size)
