@@ -7,11 +7,12 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, XRayAngiographicImageStorage
 from pynetdicom import AE
 
@@ -37,6 +38,22 @@ def ready_spool(
         time.sleep(0.01)
     writer.abandon()
     return spool, pending
+
+
+def pynetdicom_store(
+    port: int, objects: Sequence[Dataset | Path], contexts: Sequence[tuple[str, str | None]] = ((CTImageStorage, None),)
+) -> list[int]:
+    """C-STOREs by pynetdicom as TESTSCU, in order over one association (a Part 10 file's data set is sent as
+    its bytes are); the statuses. `contexts`: (SOP class, transfer syntax; None: pynetdicom's defaults)."""
+    ae = AE(ae_title="TESTSCU")
+    for sop_class, transfer_syntax in contexts:
+        ae.add_requested_context(sop_class, transfer_syntax)
+    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
+    assert assoc.is_established
+    try:
+        return [int(assoc.send_c_store(item).Status) for item in objects]
+    finally:
+        assoc.release()
 
 
 def free_port() -> int:

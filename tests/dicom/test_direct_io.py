@@ -9,16 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom.dataset import Dataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-from pynetdicom import AE
 
 from suite_daemon.dicom import writeback
 from suite_daemon.dicom.direct_io import ALIGN, STAGE_BYTES, DirectAppender, DirectWriter
 from suite_daemon.dicom.part10 import dataset_offset
 from suite_daemon.dicom.spool import DIRECT_FILING_SMALLEST, Spool
 from suite_daemon.dicom.writeback import EarlyWriteback
-from tests.dicom.dicom_harness import SCP_AE, ready_spool, running_receiver
+from tests.dicom.dicom_harness import pynetdicom_store, ready_spool, running_receiver
 from tests.dicom.dicom_testdata import ct_slice, new_study, save, xa_run
 
 
@@ -69,17 +66,6 @@ def test_logged_ct_slices_are_filed_byte_for_byte(tmp_path: Path, direct_min: in
         spool.close()
 
 
-def _send(port: int, datasets: list[Dataset]) -> list[int]:
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
-    assert assoc.is_established
-    try:
-        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
-    finally:
-        assoc.release()
-
-
 @pytest.mark.parametrize("direct_filing_min_kb", [0, 128], ids=["through the page cache (the default)", "direct"])
 async def test_the_receiver_files_large_objects_as_configured(
     tmp_path: Path, direct_filing_min_kb: int, monkeypatch: pytest.MonkeyPatch
@@ -98,7 +84,7 @@ async def test_the_receiver_files_large_objects_as_configured(
     slices = [ct_slice(study, series, i, rows=512, cols=512) for i in range(3)]
     sent = [save(ds, tmp_path / "src").read_bytes() for ds in slices]
     async with running_receiver(tmp_path / "state", direct_filing_min_kb=direct_filing_min_kb) as scp:
-        assert await asyncio.to_thread(_send, scp.port, slices) == [0x0000] * 3
+        assert await asyncio.to_thread(pynetdicom_store, scp.port, slices) == [0x0000] * 3
         await scp.wait_for(lambda: len(scp.images) == 3)
         filed = {i.summary["sop_instance_uid"]: i.path.read_bytes() for i in scp.images}
     for ds, raw in zip(slices, sent, strict=True):

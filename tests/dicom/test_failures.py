@@ -38,7 +38,7 @@ from tests.association_probe import (
     p_data,
     request_association,
 )
-from tests.dicom.dicom_harness import SCP_AE, Running, run_tool, running_receiver
+from tests.dicom.dicom_harness import SCP_AE, Running, pynetdicom_store, run_tool, running_receiver
 from tests.dicom.dicom_testdata import CT, XA, ct_slice, dataset_bytes, new_study, save, xa_run
 
 
@@ -54,14 +54,7 @@ async def scp(tmp_path: Path) -> AsyncIterator[Running]:
 
 def _store_files(port: int, files: list[Path], sop_class: str = CT) -> list[int]:
     """Send Part 10 files' data set bytes as they are (no re-encoding), one association."""
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(sop_class, "1.2.840.10008.1.2.1")
-    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
-    assert assoc.is_established
-    try:
-        return [int(assoc.send_c_store(path).Status) for path in files]
-    finally:
-        assoc.release()
+    return pynetdicom_store(port, files, [(sop_class, "1.2.840.10008.1.2.1")])
 
 
 def _raw_file(folder: Path, name: str, sop_instance: str, body: bytes) -> Path:

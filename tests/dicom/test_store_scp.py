@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pydicom.dataset import Dataset
 from pydicom.uid import UID, CTImageStorage, MRImageStorage
-from pynetdicom import AE
 
-from tests.dicom.dicom_harness import SCP_AE, Running, run_tool
+from tests.dicom.dicom_harness import SCP_AE, Running, pynetdicom_store, run_tool
 from tests.dicom.dicom_testdata import (
     BIRTH_DATE,
     ENHANCED_XRAY_DOSE_SR,
@@ -191,24 +189,13 @@ async def test_a_sender_with_nagle_on_is_not_held_up_by_delayed_acks(scp: Runnin
     await scp.wait_for(lambda: len(scp.images) == len(files))
 
 
-def _pynetdicom_store(port: int, datasets: list[Dataset]) -> list[int]:
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(MRImageStorage, ["1.2.840.10008.1.2.1.99"])
-    ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
-    assert assoc.is_established
-    try:
-        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
-    finally:
-        assoc.release()
-
-
 async def test_pynetdicom_scu_deflated_mr_with_sar(scp: Running) -> None:
     study, series = new_study()
     mr = mr_image(study, series, 1)
     mr.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1.99")
     ct = ct_slice(study, series, 5)
-    statuses = await asyncio.to_thread(_pynetdicom_store, scp.port, [mr, ct])
+    contexts = [(MRImageStorage, "1.2.840.10008.1.2.1.99"), (CTImageStorage, None)]
+    statuses = await asyncio.to_thread(pynetdicom_store, scp.port, [mr, ct], contexts)
     assert statuses == [0, 0]
     await scp.wait_for(lambda: len(scp.images) == 2)
     mr_summary = scp.images[0].summary
