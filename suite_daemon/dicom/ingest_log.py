@@ -314,7 +314,7 @@ class IngestLog:
                 check.update(os.pread(segment.fd, n, chunk_offset))
             meta = os.pread(segment.fd, head.meta_len, payload_offset + head.payload_len)
             check.update(meta)
-            if check.value() != head.check:
+            if check.intdigest() != head.check:
                 break  # torn: written but never answered
             segment.records += 1
             yield LoggedRecord(RecordRef(segment, payload_offset, head.payload_len), meta.decode("utf-8", "replace"))
@@ -520,25 +520,22 @@ class _RecordHeader:
     """The digest of payload + meta: XXH3-64, or a CRC-32 in a record written by an earlier version."""
     crc_record: bool
 
-    def checker(self) -> _Check:
-        return _Check(None if self.crc_record else xxhash.xxh3_64())
+    def checker(self) -> xxhash.xxh3_64 | _Crc32:
+        """Computes the check value piece by piece (`update`, `intdigest`), as the header says it was computed."""
+        return _Crc32() if self.crc_record else xxhash.xxh3_64()
 
 
-class _Check:
-    """Computes a record's check value piece by piece, as its header says it was computed."""
+class _Crc32:
+    """A running CRC-32 with the part of xxhash's interface that `_scan` uses."""
 
-    def __init__(self, digest: xxhash.xxh3_64 | None) -> None:
-        self._digest = digest
+    def __init__(self) -> None:
         self._crc = 0
 
     def update(self, data: bytes) -> None:
-        if self._digest is not None:
-            self._digest.update(data)
-        else:
-            self._crc = zlib.crc32(data, self._crc)
+        self._crc = zlib.crc32(data, self._crc)
 
-    def value(self) -> int:
-        return self._digest.intdigest() if self._digest is not None else self._crc
+    def intdigest(self) -> int:
+        return self._crc
 
 
 def _parse_record_header(head: bytes) -> _RecordHeader | None:
