@@ -23,7 +23,7 @@ help:
 	@echo "make run    - install into .venv and run the daemon with the example config and simulated devices"
 	@echo "make test   - install (system tools too, when root) and run the tests"
 	@echo "make lint   - ruff"
-	@echo "make bench  - DICOM receive benchmark beside DCMTK storescp, plain and made durable (docs/performance.md)"
+	@echo "make bench  - DICOM receive benchmark beside DCMTK storescp (plain and made durable) and Orthanc"
 	@echo "make soak   - the slow soak tests"
 
 system-tools:
@@ -72,8 +72,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m mypy
 
+# Orthanc (fsync on) is the issue's second reference: installed like the system tools, for the bench only.
+bench: SYSTEM_TOOLS += Orthanc:orthanc
 bench: install
-	$(BIN)/python bench/store_bench.py --durable-storescp --repeat 5
+	$(BIN)/python bench/store_bench.py --durable-storescp --orthanc --repeat 5
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .ruff_cache .mypy_cache

@@ -15,7 +15,8 @@ index and the announcements. `storescp` runs with its defaults (no fsync, 16 KiB
 TCP_NODELAY=1 in its environment (without it, it stalls on delayed ACKs whatever the sender does).
 With `--durable-storescp`, storescp also runs made durable per object (`durable_shim.c`, compiled here and
 loaded with LD_PRELOAD), once syncing each file and once syncing a log, to show what the fsync alone costs a
-compiled receiver.
+compiled receiver. With `--orthanc`, Orthanc as Debian ships it runs too (fsync on, its default): the
+receiver behind the issue's "Orthanc's level" targets, measured in the same run.
 """
 
 from __future__ import annotations
@@ -347,6 +348,41 @@ def build_shim(workdir: Path) -> Path | None:
     return out
 
 
+class OrthancScp(Receiver):
+    """Orthanc as Debian ships it (1.10 on Debian 12), the issue's "Orthanc with fsync": `SyncStorageArea`
+    on (its default since 1.7.4: each file is fsynced before the answer), a fresh SQLite index per run,
+    the HTTP server off. Run as a separate program, never linked or copied (it is GPL)."""
+
+    name = "Orthanc, fsync on"
+
+    def command(self, out: Path) -> list[str]:
+        config = {
+            "Name": "suite-store-bench",
+            "StorageDirectory": str(out),
+            "IndexDirectory": str(out),
+            "SyncStorageArea": True,
+            "HttpServerEnabled": False,
+            "DicomAet": "SUITE_SCP",
+            "DicomPort": self.port,
+            "DicomCheckCalledAet": False,
+            "Plugins": [],
+            "SaveJobs": False,
+        }
+        path = self.workdir / "orthanc.json"
+        path.write_text(json.dumps(config))
+        return [orthanc_binary() or "Orthanc", str(path)]
+
+    def check(self, objects: int) -> None:
+        stored = sum(1 for f in (self.workdir / "out").glob("??/??/*") if f.is_file())
+        if stored != objects:
+            raise RuntimeError(f"{self.name}: {stored} of {objects} objects were stored")
+
+
+def orthanc_binary() -> str | None:
+    """Debian installs Orthanc in /usr/sbin, which is not on every user's PATH."""
+    return shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
+
+
 class PynetdicomStoreScp(Receiver):
     name = "pynetdicom storescp"
 
@@ -453,6 +489,9 @@ def main() -> None:
         default=None,
         help="a scenario's full name, or comma-separated corpus names (ct, xa, small); may be repeated",
     )
+    parser.add_argument(
+        "--orthanc", action="store_true", help="also measure Orthanc with fsync on (Debian package orthanc)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON too")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "suite-store-bench")
     args = parser.parse_args()
@@ -490,6 +529,11 @@ def main() -> None:
     if shim is not None:
         receivers.append(DurableStoreScp(args.workdir / "storescp-log", shim, "log"))
         receivers.append(DurableStoreScp(args.workdir / "storescp-file", shim, "file"))
+    if args.orthanc:
+        if orthanc_binary() is None:
+            print("Orthanc is not installed (apt-get install orthanc): its reference is left out", file=sys.stderr)
+        else:
+            receivers.append(OrthancScp(args.workdir / "orthanc"))
     empty_trash(args.workdir, wait=True)
     results: list[Result] = []
     try:

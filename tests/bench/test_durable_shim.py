@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,18 +12,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("storescp") is None or (shutil.which("cc") or shutil.which("gcc")) is None,
     reason="DCMTK and a C compiler are needed",
 )
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "store_bench.py"
-
-
-@pytest.fixture(scope="module")
-def store_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("store_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_each_object_is_copied_into_the_synced_log(store_bench: ModuleType, tmp_path: Path) -> None:
