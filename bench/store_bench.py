@@ -427,10 +427,11 @@ def send(port: int, files: list[Path], associations: int, nodelay: bool) -> floa
         )
         for part in parts
     ]
-    failures = [p for p in procs if p.wait() != 0]
+    errors = [p.communicate()[1] for p in procs]
     elapsed = time.perf_counter() - start
+    failures = [err for p, err in zip(procs, errors, strict=True) if p.returncode != 0]
     if failures:
-        raise RuntimeError(f"storescu failed: {failures[0].stderr.read().decode()[:500] if failures[0].stderr else ''}")
+        raise RuntimeError(f"storescu failed: {failures[0].decode()[:500]}")
     return elapsed
 
 
