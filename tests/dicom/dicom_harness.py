@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, XRayAngiographicImageStorage
 from pynetdicom import AE
@@ -20,10 +21,17 @@ from suite_daemon.config import SuiteConfig
 from suite_daemon.daemon.context import DaemonContext
 from suite_daemon.dicom.ingest_log import LoggedRecord
 from suite_daemon.dicom.receiver import DicomReceiver
-from suite_daemon.dicom.spool import Spool
+from suite_daemon.dicom.spool import DIRECT_FILING_SMALLEST, Spool
 from suite_daemon.events import Alerted, AssociationRejected, ImageStored, MppsReceived
 
 SCP_AE = "SUITE_SCP"
+
+
+FILING_SIZES = [  # (object size, `direct_filing_min`): the ways a logged object is filed
+    pytest.param(9_000, DIRECT_FILING_SMALLEST, id="small-copied"),
+    pytest.param(4 * DIRECT_FILING_SMALLEST, DIRECT_FILING_SMALLEST, id="large-direct"),
+    pytest.param(4 * DIRECT_FILING_SMALLEST, 0, id="large-copied"),  # the default
+]
 
 
 def ready_spool(

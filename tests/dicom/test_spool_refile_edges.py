@@ -15,14 +15,9 @@ import pytest
 
 from suite_daemon.dicom import spool as spool_module
 from suite_daemon.dicom.ingest_log import RecordRef, copy_record
-from suite_daemon.dicom.spool import _TMP_SUFFIX, DIRECT_FILING_SMALLEST, Spool
-from tests.dicom.dicom_harness import ready_spool
+from suite_daemon.dicom.spool import _TMP_SUFFIX, Spool
+from tests.dicom.dicom_harness import FILING_SIZES, ready_spool
 
-SIZES = [  # (object size, `direct_filing_min`)
-    pytest.param(9_000, DIRECT_FILING_SMALLEST, id="small-copied"),
-    pytest.param(4 * DIRECT_FILING_SMALLEST, DIRECT_FILING_SMALLEST, id="large-direct"),
-    pytest.param(4 * DIRECT_FILING_SMALLEST, 0, id="large-copied"),  # the default
-]
 MIB = 1024 * 1024
 _STATVFS = os.statvfs_result((4096, 4096, 0, 0, 256 * 1024, 0, 0, 0, 0, 255))
 """1024 MiB free."""
@@ -40,7 +35,7 @@ def _leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob(f"*{_TMP_SUFFIX}") if p.stat().st_size > 0]
 
 
-@pytest.mark.parametrize(("size", "direct_min"), SIZES)
+@pytest.mark.parametrize(("size", "direct_min"), FILING_SIZES)
 def test_a_first_filing_writes_in_place_and_a_refiling_renames_a_name_prepare_drops(
     tmp_path: Path, size: int, direct_min: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -78,7 +73,7 @@ def test_a_first_filing_writes_in_place_and_a_refiling_renames_a_name_prepare_dr
         again.close()
 
 
-@pytest.mark.parametrize(("size", "direct_min"), SIZES)
+@pytest.mark.parametrize(("size", "direct_min"), FILING_SIZES)
 @pytest.mark.parametrize("failing", ["copy", "rename"])
 def test_a_failed_refiling_leaves_the_file_there_and_no_temporary_file(
     tmp_path: Path, size: int, direct_min: int, failing: str, monkeypatch: pytest.MonkeyPatch

@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from suite_daemon.dicom.spool import DIRECT_FILING_SMALLEST
-from tests.dicom.dicom_harness import ready_spool
-
-SIZES = [  # (object size, `direct_filing_min`)
-    pytest.param(9_000, DIRECT_FILING_SMALLEST, id="small-copied"),
-    pytest.param(4 * DIRECT_FILING_SMALLEST, DIRECT_FILING_SMALLEST, id="large-direct"),
-    pytest.param(4 * DIRECT_FILING_SMALLEST, 0, id="large-copied"),  # the default
-]
+from tests.dicom.dicom_harness import FILING_SIZES, ready_spool
 
 
-@pytest.mark.parametrize(("size", "direct_min"), SIZES)
+@pytest.mark.parametrize(("size", "direct_min"), FILING_SIZES)
 def test_a_file_being_read_is_replaced_whole_never_rewritten_in_place(
     tmp_path: Path, size: int, direct_min: int
 ) -> None:
@@ -43,7 +36,7 @@ def test_a_file_being_read_is_replaced_whole_never_rewritten_in_place(
         spool.close()
 
 
-@pytest.mark.parametrize(("size", "direct_min"), SIZES)
+@pytest.mark.parametrize(("size", "direct_min"), FILING_SIZES)
 def test_a_short_or_garbled_file_is_replaced_by_the_logged_bytes(tmp_path: Path, size: int, direct_min: int) -> None:
     root = tmp_path / "spool"
     spool, _ = ready_spool(root, direct_filing_min=direct_min)

@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-from pynetdicom import AE
 
 from suite_daemon.dicom.filing import Filer
 from suite_daemon.dicom.ingest_log import IngestLog, RecordRef, read_record
 from suite_daemon.dicom.part10 import dataset_offset, encode_file_meta
 from suite_daemon.dicom.spool import Spool
 from suite_daemon.dicom.store import StoreService
-from tests.dicom.dicom_harness import SCP_AE, ready_spool, running_receiver
+from tests.dicom.dicom_harness import pynetdicom_store, ready_spool, running_receiver
 from tests.dicom.dicom_testdata import CT, ct_slice, new_study, save
 
 
@@ -60,17 +59,7 @@ async def test_records_written_ahead_are_filed_at_start_only_if_they_pass_the_ch
 
 def _store_each(port: int, datasets: list[Dataset]) -> list[int]:
     """Each data set on an association of its own; the statuses."""
-    statuses = []
-    for ds in datasets:
-        ae = AE(ae_title="TESTSCU")
-        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-        assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
-        assert assoc.is_established
-        try:
-            statuses.append(int(assoc.send_c_store(ds).Status))
-        finally:
-            assoc.release()
-    return statuses
+    return [pynetdicom_store(port, [ds], [(CTImageStorage, ExplicitVRLittleEndian)])[0] for ds in datasets]
 
 
 async def test_a_copy_found_after_it_was_written_ahead_is_voided(
