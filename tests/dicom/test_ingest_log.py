@@ -286,3 +286,52 @@ def test_a_streamed_record_sealed_ahead_is_found_with_its_payload(tmp_path: Path
         assert [(r.relative_path, read_record(r.ref)) for r in pending] == [("", head + data)]
     finally:
         again.close()
+
+
+def _bytes_read_from_disk() -> int:
+    """What this process has had read from the disk so far (`read_bytes` in /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    raise AssertionError("/proc/self/io has no read_bytes")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's per-process I/O counters")
+def test_records_written_into_pages_out_of_the_page_cache_read_nothing_back(tmp_path: Path) -> None:
+    """A write that covers only part of a page that is not in the page cache makes the kernel read that page
+    from the disk first, in the middle of a store (this VM's host trims the page cache, so the log's pages are
+    often out of it): every write into a segment covers whole pages, for records written whole, written
+    ahead and streamed alike."""
+    root = tmp_path / "spool"
+    spool, _ = ready_spool(root, LOG_BYTES)
+    try:
+        objects = _objects(tmp_path, 5)
+        for segment in (root / ".ingest").glob("seg-*.log"):
+            fd = os.open(segment, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean since made: out of the cache now
+            finally:
+                os.close(fd)
+        before = _bytes_read_from_disk()
+        for relative, head, data in objects[:2]:
+            assert spool.write(root / relative, head, data) is not None
+        for _, head, data in objects[2:4]:
+            writer = spool.write_ahead(head, data)
+            assert writer is not None
+            writer.sync_ahead()
+        _, head, data = objects[4]
+        stream = spool.open_stream(head)
+        for start in range(0, len(data), 5000):
+            stream.feed(data[start : start + 5000])
+        writer = spool.seal_ahead(stream)
+        assert writer is not None
+        writer.sync_ahead()
+        stream.committed = True
+        assert _bytes_read_from_disk() == before
+    finally:
+        spool.close()
+    again, pending = ready_spool(root, LOG_BYTES)
+    try:
+        assert [read_record(r.ref) for r in pending] == [head + data for _, head, data in objects]
+    finally:
+        again.close()
