@@ -129,7 +129,7 @@ class Receiver:
     before the first measured run, as on an installed system."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
+        self.workdir = workdir.resolve()
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -147,7 +147,12 @@ class Receiver:
         self.port = free_port()
         # DCMTK as shipped keeps Nagle on unless TCP_NODELAY=1: the receivers always get it (ours sets it itself).
         env = {**os.environ, "TCP_NODELAY": "1", **self.prepare_run()}
-        self.proc = subprocess.Popen(self.command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        # Started in its own directory: `python -m` puts the current directory first on sys.path, ahead of
+        # PYTHONPATH, so a receiver started inside a checkout would run that checkout's code, not the tree
+        # its environment names (how variants of the receiver are compared side by side).
+        self.proc = subprocess.Popen(
+            self.command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=self.workdir
+        )
         wait_listening(self.port, self.proc)
         if self.ingest_log is not None:
             wait_for_ingest_log(out / self.ingest_log)
