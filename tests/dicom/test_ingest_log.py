@@ -269,10 +269,8 @@ def test_a_record_written_ahead_counts_once_synced_and_a_voided_one_never(tmp_pa
         third.close()
 
 
-def test_a_streamed_record_sealed_ahead_is_found_with_its_payload(tmp_path: Path) -> None:
-    root = tmp_path / "spool"
-    spool, _ = ready_spool(root, LOG_BYTES)
-    (_, head, data) = _objects(tmp_path, 1)[0]
+def _stream_ahead(spool: Spool, head: bytes, data: bytes) -> None:
+    """Store an object as one arriving in several PDUs: streamed into the log in pieces, sealed ahead, synced."""
     stream = spool.open_stream(head)
     for start in range(0, len(data), 5000):
         stream.feed(data[start : start + 5000])
@@ -280,6 +278,13 @@ def test_a_streamed_record_sealed_ahead_is_found_with_its_payload(tmp_path: Path
     assert writer is not None
     writer.sync_ahead()
     stream.committed = True
+
+
+def test_a_streamed_record_sealed_ahead_is_found_with_its_payload(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    spool, _ = ready_spool(root, LOG_BYTES)
+    (_, head, data) = _objects(tmp_path, 1)[0]
+    _stream_ahead(spool, head, data)
     spool.close()
     again, pending = ready_spool(root, LOG_BYTES)
     try:
@@ -319,14 +324,7 @@ def test_records_written_into_pages_out_of_the_page_cache_read_nothing_back(tmp_
             writer = spool.write_ahead(head, data)
             assert writer is not None
             writer.sync_ahead()
-        _, head, data = objects[4]
-        stream = spool.open_stream(head)
-        for start in range(0, len(data), 5000):
-            stream.feed(data[start : start + 5000])
-        writer = spool.seal_ahead(stream)
-        assert writer is not None
-        writer.sync_ahead()
-        stream.committed = True
+        _stream_ahead(spool, *objects[4][1:])
         assert _bytes_read_from_disk() == before
     finally:
         spool.close()
