@@ -317,6 +317,13 @@ def test_records_written_into_pages_out_of_the_page_cache_read_nothing_back(tmp_
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean since made: out of the cache now
             finally:
                 os.close(fd)
+        untouched = sorted((root / ".ingest").glob("seg-*.log"))[-1]  # its last page: no record goes there
+        before = _bytes_read_from_disk()
+        with untouched.open("rb") as f:
+            f.seek(-PAGE, os.SEEK_END)
+            f.read(PAGE)
+        if _bytes_read_from_disk() == before:
+            pytest.skip("this file system reads nothing back from a disk (tmpfs?): nothing to count")
         before = _bytes_read_from_disk()
         for relative, head, data in objects[:2]:
             assert spool.write(root / relative, head, data) is not None
