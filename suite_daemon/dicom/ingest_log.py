@@ -63,7 +63,7 @@ _RECORD_HEADER_SIZE = 64
 _META_MAX = 1024
 _ZERO_CHUNK = bytes(1024 * 1024)
 _NO_HEADER = bytes(_RECORD_HEADER_SIZE)
-_ZERO_PAGE = memoryview(bytes(PAGE))
+_ZERO_PAGE = memoryview(_ZERO_CHUNK)[:PAGE]
 
 
 def _pad(end: int) -> memoryview:
@@ -199,7 +199,7 @@ class LogWriter:
         if not self._open:
             return
         try:
-            write_chunks(self.segment.fd, (bytes(_RECORD_HEADER_SIZE),), self._start)
+            write_chunks(self.segment.fd, (_NO_HEADER,), self._start)
             os.fdatasync(self.segment.fd)
         finally:
             self.abandon()
