@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -417,37 +419,114 @@ class Result:
     peak_rss_mb: float
 
 
-def send(port: int, files: list[Path], associations: int, nodelay: bool) -> float:
+LATENCY_QUANTILES = (0.5, 0.9, 0.99, 1.0)
+
+
+@dataclass
+class Latency:
+    """Store latency as the sender sees it, from C-STORE-RQ sent to C-STORE-RSP received, in milliseconds."""
+
+    scenario: str
+    receiver: str
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def send(port: int, files: list[Path], associations: int, nodelay: bool, log_dir: Path | None = None) -> float:
+    """Send `files` over `associations` concurrent associations; the elapsed seconds. With `log_dir`, each
+    storescu logs every request and response there with microsecond time stamps (`storescu-<n>.log`)."""
     env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
     if nodelay:
         env["TCP_NODELAY"] = "1"
     parts = [files[i::associations] for i in range(associations)]
-    start = time.perf_counter()
-    procs = [
-        subprocess.Popen(
-            ["storescu", "-R", "-aec", "SUITE_SCP", "127.0.0.1", str(port), *map(str, part)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for part in parts
+    logging: list[str] = []
+    logs: list[Path | None] = [None] * associations
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        config = log_dir / "storescu-logger.cfg"
+        config.write_text(STORESCU_LOG_CONFIG)
+        logging = ["-lc", str(config)]
+        logs = [log_dir / f"storescu-{i}.log" for i in range(associations)]
+    with contextlib.ExitStack() as stack:
+        # A log goes to a file, not a pipe: a pipe left unread while the other senders run would stall its sender.
+        outputs = [stack.enter_context(log.open("wb")) if log else subprocess.DEVNULL for log in logs]
+        start = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                ["storescu", "-R", *logging, "-aec", "SUITE_SCP", "127.0.0.1", str(port), *map(str, part)],
+                env=env,
+                stdout=output,
+                stderr=subprocess.PIPE,
+            )
+            for part, output in zip(parts, outputs, strict=True)
+        ]
+        errors = [p.communicate()[1] for p in procs]
+        elapsed = time.perf_counter() - start
+    failures = [
+        err or (log.read_bytes()[-500:] if log else b"")
+        for p, err, log in zip(procs, errors, logs, strict=True)
+        if p.returncode != 0
     ]
-    errors = [p.communicate()[1] for p in procs]
-    elapsed = time.perf_counter() - start
-    failures = [err for p, err in zip(procs, errors, strict=True) if p.returncode != 0]
     if failures:
-        raise RuntimeError(f"storescu failed: {failures[0].decode()[:500]}")
+        raise RuntimeError(f"storescu failed: {failures[0].decode(errors='replace')[:500]}")
     return elapsed
 
 
-def run_once(receiver: Receiver, scenario: Scenario, files: list[Path]) -> tuple[float, float, float, float]:
+STORESCU_LOG_CONFIG = """\
+log4cplus.rootLogger = INFO, out
+log4cplus.appender.out = log4cplus::ConsoleAppender
+log4cplus.appender.out.logToStderr = false
+log4cplus.appender.out.ImmediateFlush = false
+log4cplus.appender.out.layout = log4cplus::PatternLayout
+log4cplus.appender.out.layout.ConversionPattern = %D{%H:%M:%S.%Q} %m%n
+"""
+"""storescu's log with each line's time to the microsecond (%Q: milliseconds with three decimals)."""
+
+_SENT = "Sending Store Request"
+_ANSWERED = "Received Store Response"
+
+
+def _seconds(stamp: str) -> float:
+    """`HH:MM:SS.mmm.uuu` as seconds since midnight."""
+    hms, millis, micros = stamp.split(".")
+    hours, minutes, seconds = hms.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1e3 + int(micros) / 1e6
+
+
+def store_latencies(log: str) -> list[float]:
+    """Seconds from each C-STORE request sent to its response received, from one storescu's log (one
+    association: each request waits for its response before the next is sent)."""
+    latencies: list[float] = []
+    sent: float | None = None
+    for line in log.splitlines():
+        stamp, _, message = line.partition(" ")
+        if message.startswith(_SENT):
+            sent = _seconds(stamp)
+        elif message.startswith(_ANSWERED) and sent is not None:
+            took = _seconds(stamp) - sent
+            latencies.append(took + 86400 if took < 0 else took)  # past midnight
+            sent = None
+    return latencies
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile (`fraction` of 1): a value that was measured, never interpolated."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))]
+
+
+def run_once(
+    receiver: Receiver, scenario: Scenario, files: list[Path], log_dir: Path | None = None
+) -> tuple[float, float, float, float]:
     """One run: images/s, MB/s, CPU % and peak RSS MB."""
     nbytes = sum(f.stat().st_size for f in files)
     os.sync()  # the previous run's write-back must not slow this one down
     receiver.start()
     try:
         cpu0 = receiver.cpu_seconds()
-        elapsed = send(receiver.port, files, scenario.associations, scenario.nodelay)
+        elapsed = send(receiver.port, files, scenario.associations, scenario.nodelay, log_dir)
         cpu = receiver.cpu_seconds() - cpu0
         receiver.check(len(files))
         return len(files) / elapsed, nbytes / elapsed / 1e6, 100 * cpu / elapsed, receiver.peak_rss_mb()
@@ -455,11 +534,17 @@ def run_once(receiver: Receiver, scenario: Scenario, files: list[Path]) -> tuple
         receiver.stop()
 
 
-def measure(receivers: list[Receiver], scenario: Scenario, files: list[Path], repeat: int) -> list[Result]:
+def measure(
+    receivers: list[Receiver], scenario: Scenario, files: list[Path], repeat: int, latency_dir: Path | None = None
+) -> tuple[list[Result], list[Latency]]:
     """`repeat` rounds, each running every receiver once in turn (the machine's speed drifts: alternating
     keeps the receivers' runs under the same conditions); medians per receiver. Each round starts with the
     next receiver, so that none always runs first, or right after the same one: where a run falls in its
-    round moved the results of side-by-side rounds by more than some changes measured."""
+    round moved the results of side-by-side rounds by more than some changes measured.
+
+    With `latency_dir`, one more round with storescu logging each request and response: the latency of every
+    store as the sender sees it. Kept out of the throughput rounds: logging costs the sender about 10 us per
+    object (5 % of plain storescp's small-object rate, measured), which would narrow every ratio."""
     runs: dict[str, list[tuple[float, float, float, float]]] = {r.name: [] for r in receivers}
     for round_number in range(repeat):
         shift = round_number % len(receivers)
@@ -470,7 +555,18 @@ def measure(receivers: list[Receiver], scenario: Scenario, files: list[Path], re
     for name, got in runs.items():
         med = [statistics.median(r[i] for r in got) for i in range(3)] + [max(r[3] for r in got)]
         results.append(Result(scenario.name, name, *med))
-    return results
+    latencies = []
+    for receiver in receivers if latency_dir is not None else []:
+        assert latency_dir is not None
+        print(f"  {scenario.name}: {receiver.name}, latency ...", file=sys.stderr)
+        logs = latency_dir / re.sub(r"[^a-z0-9]+", "-", f"{scenario.name} {receiver.name}".lower())
+        shutil.rmtree(logs, ignore_errors=True)  # kept until the next bench, to look into
+        run_once(receiver, scenario, files, logs)
+        took = [t for log in sorted(logs.glob("storescu-*.log")) for t in store_latencies(log.read_text())]
+        if len(took) != len(files):
+            raise RuntimeError(f"{receiver.name}: {len(took)} store latencies in the log for {len(files)} objects")
+        latencies.append(Latency(scenario.name, receiver.name, *(1e3 * percentile(took, q) for q in LATENCY_QUANTILES)))
+    return results, latencies
 
 
 def main() -> None:
@@ -497,6 +593,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--orthanc", action="store_true", help="also measure Orthanc with fsync on (Debian package orthanc)"
+    )
+    parser.add_argument(
+        "--no-latency", action="store_true", help="skip the round that measures each store's latency (storescu's log)"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON too")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "suite-store-bench")
@@ -542,15 +641,22 @@ def main() -> None:
             receivers.append(OrthancScp(args.workdir / "orthanc"))
     empty_trash(args.workdir, wait=True)
     results: list[Result] = []
+    latencies: list[Latency] = []
+    latency_dir = None if args.no_latency else args.workdir / "latency"
     try:
         for scenario in scenarios:
             files = corpus[scenario.corpus][: scenario.count]
-            results.extend(measure(receivers, scenario, files, repeat))
+            got, took = measure(receivers, scenario, files, repeat, latency_dir)
+            results.extend(got)
+            latencies.extend(took)
     finally:
         empty_trash(args.workdir, wait=False)
     print_table(results, repeat)
+    if latencies:
+        print_latencies(latencies)
     if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2))
+        report = {"throughput": [r.__dict__ for r in results], "latency": [t.__dict__ for t in latencies]}
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 def interpreter() -> str:
@@ -574,6 +680,15 @@ def print_table(results: list[Result], repeat: int) -> None:
             f"| {r.scenario} | {r.receiver} | {r.images_per_s:.0f} | {r.mb_per_s:.1f} | {r.cpu_percent:.0f} |"
             f" {r.peak_rss_mb:.0f} | {ratio:.2f}x |"
         )
+
+
+def print_latencies(latencies: list[Latency]) -> None:
+    print("\nStore latency as storescu sees it (C-STORE-RQ sent to C-STORE-RSP received), one run per receiver, ms")
+    print("in a run apart from the throughput runs above: logging each store costs storescu about 10 us per object\n")
+    print("| scenario | receiver | p50 | p90 | p99 | max |")
+    print("|---|---|---:|---:|---:|---:|")
+    for t in latencies:
+        print(f"| {t.scenario} | {t.receiver} | {t.p50_ms:.2f} | {t.p90_ms:.2f} | {t.p99_ms:.2f} | {t.max_ms:.2f} |")
 
 
 if __name__ == "__main__":
