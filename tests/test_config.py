@@ -98,6 +98,10 @@ BAD = {
     "unknown driver": (GOOD.replace('driver = "ptw-diamentor"', 'driver = "nope"'), "devices[0].driver"),
     "empty broker host": (GOOD.replace('host = "127.0.0.1"', 'host = ""'), "mqtt.host"),
     "bad caller host": (GOOD.replace('host = "10.0.0.5"', 'host = "a b"'), "dicom.allowed_callers[0].host"),
+    "direct filing below its floor": (
+        GOOD.replace("port = 11112", "port = 11112\ndirect_filing_min_kb = 64"),
+        "dicom.direct_filing_min_kb",
+    ),
     "not toml": ("[suite\nid=", "suite.toml"),
 }
 

@@ -18,6 +18,8 @@ from suite_daemon.config.paths import resolve_path
 
 NAME_RE = re.compile(r"^[a-z0-9-]+$")
 TOPIC_SEGMENT_RE = re.compile(r"^[^#+/\x00]+(/[^#+/\x00]+)*$")
+DIRECT_FILING_SMALLEST_KB = 128
+"""The least `dicom.direct_filing_min_kb` other than 0."""
 
 ConfigPath = Annotated[Path, AfterValidator(resolve_path)]
 
@@ -122,10 +124,10 @@ class DicomSection(Strict):
     there with one cheap sync before 0x0000, then filed into the spool. 0: every object is written and synced
     in its spool file before the answer (slower)."""
     direct_filing_min_kb: Annotated[int, Field(ge=0)] = 0
-    """Logged objects of this many KiB or more (128 at least) are filed into the spool around the page cache
-    (O_DIRECT) during a burst, their copies written to the disk at once; 0: through the page cache, written
-    out when the receiver is idle or the ingest log runs short (faster on a disk that the log's own syncs
-    keep busy; docs/performance.md)."""
+    """Logged objects of this many KiB or more (0, or 128 at least) are filed into the spool around the page
+    cache (O_DIRECT) during a burst, their copies written to the disk at once; 0: through the page cache,
+    written out when the receiver is idle or the ingest log runs short (faster on a disk that the log's own
+    syncs keep busy; docs/performance.md)."""
     acse_timeout_s: Seconds = 30.0
     dimse_timeout_s: Seconds = 60.0
     network_timeout_s: Seconds = 60.0
@@ -134,6 +136,13 @@ class DicomSection(Strict):
     mpps_commit_timeout_s: Seconds = 10.0
     """An MPPS N-CREATE/N-SET is answered only once the pipeline made it durable; past this, 0x0110."""
     tls: DicomTLS | None = None
+
+    @field_validator("direct_filing_min_kb")
+    @classmethod
+    def _direct_filing_floor(cls, value: int) -> int:
+        if 0 < value < DIRECT_FILING_SMALLEST_KB:  # why: `spool.DIRECT_FILING_SMALLEST`
+            raise ValueError(f"0 (off) or at least {DIRECT_FILING_SMALLEST_KB}")
+        return value
 
 
 class MqttTLS(TLSFiles):

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from suite_daemon.config.models import DIRECT_FILING_SMALLEST_KB
 from suite_daemon.dicom.direct_io import DirectAppender, DirectWriter
 from suite_daemon.dicom.ingest_log import (
     IngestLog,
@@ -39,9 +40,9 @@ _TMP_SUFFIX = ".tmp"
 _POOL_SIZE = 8
 _FREE_SPACE_TTL_S = 0.25
 _LOCK_WAIT_S = 30.0
-DIRECT_FILING_SMALLEST = 128 * 1024
-"""The least `direct_filing_min` takes: smaller objects are filed by the storing thread right after its answer,
-where a direct write's wait for the disk would hold up the next object."""
+DIRECT_FILING_SMALLEST = DIRECT_FILING_SMALLEST_KB * 1024
+"""The least `direct_filing_min` other than 0: smaller objects are filed by the storing thread right after its
+answer, where a direct write's wait for the disk would hold up the next object."""
 _TMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC  # read too: see `SpoolStream.data_view`
 
 
@@ -52,7 +53,9 @@ class Spool:
         0: every logged object is filed through the page cache, and its copy reaches the disk with the next
         checkpoint (docs/performance.md, "Filing through the page cache again")."""
         self.root = root
-        self._direct_min = max(direct_filing_min, DIRECT_FILING_SMALLEST) if direct_filing_min else 0
+        if 0 < direct_filing_min < DIRECT_FILING_SMALLEST:  # the config refuses it too
+            raise ValueError(f"direct_filing_min is 0 or at least {DIRECT_FILING_SMALLEST} bytes")
+        self._direct_min = direct_filing_min
         self._root_prefix = f"{root}/"
         self.incoming = root / ".incoming"
         self.log = IngestLog(root / ".ingest", ingest_log_bytes)
