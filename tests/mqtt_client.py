@@ -68,8 +68,8 @@ class Collector:
             return [m.json() for m in self.messages if m.topic == topic]
 
     def close(self) -> None:
+        self.client.disconnect()  # before the loop stops: the loop closes the socket once it has gone out
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 class SubscriberProcess(Collector):
@@ -113,3 +113,6 @@ class SubscriberProcess(Collector):
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+        self._reader.join(10)  # it reads to the end of the output, then the pipe is closed
+        if self.process.stdout is not None:
+            self.process.stdout.close()

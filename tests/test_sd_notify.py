@@ -42,7 +42,9 @@ def test_notifier_writes_to_an_abstract_socket() -> None:
     name = f"suite-daemon-test-{uuid.uuid4().hex}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind(b"\0" + name.encode())
-        Notifier("@" + name).status("hello")
+        notifier = Notifier("@" + name)
+        notifier.status("hello")
+        notifier.close()
         assert server.recv(100) == b"STATUS=hello"
 
 

@@ -15,19 +15,19 @@ from tests.test_daemon_lifecycle import ONLY_CT01, rejected_associations
 def test_tail_prints_live_events_and_stops_on_sigint(daemon_factory: DaemonFactory, broker: Mosquitto) -> None:
     daemon = daemon_factory(allowed_callers=ONLY_CT01)
     daemon.start()
-    tail = subprocess.Popen(
+    with subprocess.Popen(
         daemon.command("tail", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
-    )
-    try:
-        time.sleep(1.5)  # subscribed
-        rejected_associations(daemon.dicom_port, 1)
-        line = tail.stdout.readline() if tail.stdout else ""
-        event = json.loads(line)
-        assert event["type"] == "association.rejected"
-        assert event["data"]["calling_ae"] == "INTRUDER"
-    finally:
-        tail.send_signal(signal.SIGINT)
-        assert tail.wait(20) == 0
+    ) as tail:
+        try:
+            time.sleep(1.5)  # subscribed
+            rejected_associations(daemon.dicom_port, 1)
+            line = tail.stdout.readline() if tail.stdout else ""
+            event = json.loads(line)
+            assert event["type"] == "association.rejected"
+            assert event["data"]["calling_ae"] == "INTRUDER"
+        finally:
+            tail.send_signal(signal.SIGINT)
+            assert tail.wait(20) == 0
 
 
 def test_tail_without_a_broker_exits_69(daemon_factory: DaemonFactory) -> None:

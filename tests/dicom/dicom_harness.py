@@ -170,6 +170,14 @@ async def run_tool(*args: str, env: dict[str, str] | None = None, limit_s: float
     return int(proc.returncode or 0), out.decode(errors="replace")
 
 
+def close_requestor_socket(assoc: Any) -> None:
+    """pynetdicom leaves a requestor's socket open when the association fails under it (the peer killed, a
+    TLS handshake refused): its close() skips a socket it no longer counts as connected."""
+    raw = getattr(assoc.dul.socket, "socket", None)
+    if raw is not None:
+        raw.close()
+
+
 def store_until_killed(port: int, files: list[Path], acknowledged: list[Path], big_started: threading.Event) -> None:
     """Send `files` on one association (run in a thread), recording each path answered 0x0000; sets
     `big_started` when the first file of an `xa` folder goes out, so a test can kill the receiver then."""
@@ -192,3 +200,4 @@ def store_until_killed(port: int, files: list[Path], acknowledged: list[Path], b
         big_started.set()
         if assoc.is_established:
             assoc.abort()
+        close_requestor_socket(assoc)

@@ -38,7 +38,14 @@ from tests.association_probe import (
     p_data,
     request_association,
 )
-from tests.dicom.dicom_harness import SCP_AE, Running, pynetdicom_store, run_tool, running_receiver
+from tests.dicom.dicom_harness import (
+    SCP_AE,
+    Running,
+    close_requestor_socket,
+    pynetdicom_store,
+    run_tool,
+    running_receiver,
+)
 from tests.dicom.dicom_testdata import CT, XA, ct_slice, dataset_bytes, new_study, save, xa_run
 
 
@@ -228,6 +235,7 @@ async def test_tls_association(tmp_path: Path) -> None:
         ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
         assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE, tls_args=(ctx, "127.0.0.1"))
         if not assoc.is_established:
+            close_requestor_socket(assoc)
             return "refused"
         try:
             return [int(assoc.send_c_echo().Status), int(assoc.send_c_store(path).Status)]
