@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 LOG = """\
 10:00:00.000.100 Requesting Association
@@ -47,3 +50,20 @@ def test_the_latency_round_times_every_store_of_a_real_storescu(store_bench: Mod
     logs = sorted((tmp_path / "latency").glob("*/storescu-*.log"))
     assert len(logs) == 2  # one per association
     assert sum(len(store_bench.store_latencies(log.read_text())) for log in logs) == 12
+
+
+def test_a_log_without_one_latency_per_object_gives_no_figures(
+    store_bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The latency round comes after the throughput rounds: a storescu whose log reads otherwise must not
+    cost the bench its table, nor give figures for fewer stores than were sent."""
+    files = store_bench.make_corpus(tmp_path / "corpus", 0, 0, 3)["small"]
+    scenario = store_bench.Scenario("small", "small", len(files), 1, True)
+    quiet = store_bench.STORESCU_LOG_CONFIG.replace("INFO", "ERROR")  # storescu then logs no store at all
+    monkeypatch.setattr(store_bench, "STORESCU_LOG_CONFIG", quiet)
+
+    _, (latency,) = store_bench.measure(
+        [store_bench.StoreScp(tmp_path / "storescp")], scenario, files, 1, tmp_path / "latency"
+    )
+
+    assert all(math.isnan(v) for v in (latency.p50_ms, latency.p90_ms, latency.p99_ms, latency.max_ms))
