@@ -534,18 +534,11 @@ def run_once(
         receiver.stop()
 
 
-def measure(
-    receivers: list[Receiver], scenario: Scenario, files: list[Path], repeat: int, latency_dir: Path | None = None
-) -> tuple[list[Result], list[Latency]]:
+def measure(receivers: list[Receiver], scenario: Scenario, files: list[Path], repeat: int) -> list[Result]:
     """`repeat` rounds, each running every receiver once in turn (the machine's speed drifts: alternating
     keeps the receivers' runs under the same conditions); medians per receiver. Each round starts with the
     next receiver, so that none always runs first, or right after the same one: where a run falls in its
-    round moved the results of side-by-side rounds by more than some changes measured.
-
-    With `latency_dir`, one more round with storescu logging each request and response: the latency of every
-    store as the sender sees it. Kept out of the throughput rounds: logging costs the sender about 10 us per
-    object (5 % of plain storescp's small-object rate, measured), which would narrow every ratio. A log that
-    does not hold one latency per object gives no figures (NaN), not a failed bench."""
+    round moved the results of side-by-side rounds by more than some changes measured."""
     runs: dict[str, list[tuple[float, float, float, float]]] = {r.name: [] for r in receivers}
     for round_number in range(repeat):
         shift = round_number % len(receivers)
@@ -556,21 +549,29 @@ def measure(
     for name, got in runs.items():
         med = [statistics.median(r[i] for r in got) for i in range(3)] + [max(r[3] for r in got)]
         results.append(Result(scenario.name, name, *med))
+    return results
+
+
+def measure_latency(receivers: list[Receiver], scenario: Scenario, files: list[Path], logs: Path) -> list[Latency]:
+    """One more run per receiver, with storescu logging each request and response into `logs`: the latency of
+    every store as the sender sees it. Apart from the throughput rounds: logging costs the sender about 10 us
+    per object (5 % of plain storescp's small-object rate, measured), which would narrow every ratio. A log
+    that does not hold one latency per object gives no figures (NaN) rather than wrong ones, and does not
+    fail a bench whose throughput rounds are done."""
     latencies = []
-    for receiver in receivers if latency_dir is not None else []:
-        assert latency_dir is not None
+    for receiver in receivers:
         print(f"  {scenario.name}: {receiver.name}, latency ...", file=sys.stderr)
-        logs = latency_dir / re.sub(r"[^a-z0-9]+", "-", f"{scenario.name} {receiver.name}".lower())
-        shutil.rmtree(logs, ignore_errors=True)  # kept until the next bench, to look into
-        run_once(receiver, scenario, files, logs)
-        took = [t for log in sorted(logs.glob("storescu-*.log")) for t in store_latencies(log.read_text())]
+        folder = logs / re.sub(r"[^a-z0-9]+", "-", f"{scenario.name} {receiver.name}".lower())
+        shutil.rmtree(folder, ignore_errors=True)  # kept until the next bench, to look into
+        run_once(receiver, scenario, files, folder)
+        took = [t for log in sorted(folder.glob("storescu-*.log")) for t in store_latencies(log.read_text())]
         if len(took) == len(files):
             quantiles = [1e3 * percentile(took, q) for q in LATENCY_QUANTILES]
-        else:  # a storescu whose log reads otherwise: no figures rather than wrong ones, and the table stays
-            print(f"  {receiver.name}: {len(took)} store latencies in {logs} for {len(files)} objects", file=sys.stderr)
+        else:
+            print(f"  {receiver.name}: {len(took)} latencies in {folder} for {len(files)} objects", file=sys.stderr)
             quantiles = [math.nan] * len(LATENCY_QUANTILES)
         latencies.append(Latency(scenario.name, receiver.name, *quantiles))
-    return results, latencies
+    return latencies
 
 
 def main() -> None:
@@ -646,13 +647,12 @@ def main() -> None:
     empty_trash(args.workdir, wait=True)
     results: list[Result] = []
     latencies: list[Latency] = []
-    latency_dir = None if args.no_latency else args.workdir / "latency"
     try:
         for scenario in scenarios:
             files = corpus[scenario.corpus][: scenario.count]
-            got, took = measure(receivers, scenario, files, repeat, latency_dir)
-            results.extend(got)
-            latencies.extend(took)
+            results.extend(measure(receivers, scenario, files, repeat))
+            if not args.no_latency:
+                latencies.extend(measure_latency(receivers, scenario, files, args.workdir / "latency"))
     finally:
         empty_trash(args.workdir, wait=False)
     print_table(results, repeat)
