@@ -5,7 +5,8 @@ reads sockets 4 KiB at a time, copies every PDU three times and builds PDU objec
 Here, with the same state machine and DIMSE code:
 
 - the DUL thread blocks in `select` on the socket and a wake-up pipe (written, while it sleeps, when
-  another thread queues a PDU to send), so a queued PDU leaves at once;
+  another thread queues a PDU to send), so a queued PDU leaves at once; while the peer keeps sending
+  without pause, it first looks for the next PDU for a moment before it sleeps (`LeanDUL._spin`);
 - the association thread blocks on an event the DUL sets when something waits for it, instead of
   polling; complete C-STOREs are served on the DUL thread itself (`fast_dimse.LeanDIMSE`);
 - PDUs are read ahead, up to 16 KiB per `recv` (a small object's PDUs and the next header usually
@@ -61,6 +62,10 @@ _PDU_MIN_RATE = 1024 * 1024
 within the socket's receive timeout, cannot hold a thread (or, before association, a slot) for long."""
 _PDU_HEADER = struct.Struct(">BxL")
 _PDV_HEADER = struct.Struct(">LB")
+SPIN_S = 200e-6
+"""How long the DUL thread looks for a streaming peer's next PDU before it sleeps in `select` (`LeanDUL._spin`)."""
+_spinners = threading.BoundedSemaphore(max(1, (os.cpu_count() or 1) - 1))
+"""At most this many DUL threads spin at once: a core is left for the senders and the rest of the daemon."""
 
 
 class LeanSocket(AssociationSocket):
@@ -119,6 +124,23 @@ class LeanSocket(AssociationSocket):
             if not n:
                 return
             self._ahead += memoryview(scratch)[:n]
+
+    def read_nowait(self) -> bool:
+        """One read that does not block, appended to what was read ahead. False when nothing had arrived; True
+        also when the peer has closed or the read failed (the next `recv` reports it)."""
+        sock = cast(socket.socket, self.socket)
+        try:
+            n = sock.recv_into(self._scratch, 0, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        if n:
+            self._ahead += memoryview(self._scratch)[:n]
+            if _QUICKACK is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        return True
 
     def _recv_large(self, nr_bytes: int) -> bytearray:
         """Read exactly up to `nr_bytes` into one buffer, which grows as data arrives, so a bogus PDU length
@@ -200,6 +222,8 @@ class LeanDUL(DULServiceProvider):
         self._sent_directly = False
         self._sleeping = False
         self._readable = False
+        self._spin_worthwhile = True
+        """Whether the peer's last PDU came within `SPIN_S` of the wait for it (see `_spin`)."""
 
     def send_pdu(self, primitive: Any) -> None:
         super().send_pdu(primitive)
@@ -343,12 +367,16 @@ class LeanDUL(DULServiceProvider):
         if cast(LeanSocket, wrapper).buffered or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
             self._readable = True
             return
+        if self._spin_worthwhile and not isinstance(sock, ssl.SSLSocket) and self._spin():
+            self._readable = True
+            return
         # `_wake` writes to the pipe only while we sleep: flag first, then look at the queue once more.
         self._sleeping = True
         try:
             if self.to_provider_queue.queue:
                 return
             waitables: list[socket.socket | int] = [sock, self._wake_r]
+            slept = time.perf_counter()
             readable, _, _ = select.select(waitables, [], [], _IDLE_WAIT_S)
         except (OSError, ValueError):
             self._sleep_briefly()
@@ -359,6 +387,34 @@ class LeanDUL(DULServiceProvider):
             with contextlib.suppress(OSError):
                 os.read(self._wake_r, 4096)
         self._readable = sock in readable
+        if self._readable and not self._spin_worthwhile:
+            self._spin_worthwhile = time.perf_counter() - slept < SPIN_S
+
+    def _spin(self) -> bool:
+        """Look for the peer's next PDU for up to `SPIN_S` before sleeping; True once something was read.
+
+        A sender that streams objects (a CT series, a C-arm's runs) answers each C-STORE response within
+        a fraction of a millisecond. Sleeping in `select` meanwhile and being woken when it sends cost
+        this kind of machine about 10 % of the small-object rate (docs/performance.md, "Looking before
+        sleeping"). Only while that is worth it: after a look that found nothing, the thread sleeps at
+        once until the peer again sends within `SPIN_S` of the wait. The thread yields the core on
+        every look, and only `_spinners` threads look at a time. (Not for TLS, whose reads cannot be
+        made non-blocking one by one.)"""
+        if self.state_machine.current_state != "Sta6" or not _spinners.acquire(blocking=False):
+            return False
+        try:
+            sock = cast(LeanSocket, self.socket)
+            until = time.perf_counter() + SPIN_S
+            while not self.to_provider_queue.queue and not self._kill_thread:
+                if sock.read_nowait():
+                    return True
+                if time.perf_counter() > until:
+                    self._spin_worthwhile = False
+                    return False
+                os.sched_yield()
+            return False
+        finally:
+            _spinners.release()
 
     def _is_transport_event(self) -> bool:
         # Read only after `_wait`'s select saw data (no second readiness check per PDU); Sta13 (waiting
