@@ -64,7 +64,17 @@ _PDU_HEADER = struct.Struct(">BxL")
 _PDV_HEADER = struct.Struct(">LB")
 SPIN_S = 200e-6
 """How long the DUL thread looks for a streaming peer's next PDU before it sleeps in `select` (`LeanDUL._spin`)."""
-_spinners = threading.BoundedSemaphore(max(1, (os.cpu_count() or 1) - 1))
+
+
+def _cores() -> int:
+    """The cores this process may run on (its affinity, e.g. systemd's `CPUAffinity=`)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_spinners = threading.BoundedSemaphore(max(1, _cores() - 1))
 """At most this many DUL threads spin at once: a core is left for the senders and the rest of the daemon."""
 
 
@@ -128,7 +138,9 @@ class LeanSocket(AssociationSocket):
     def read_nowait(self) -> bool:
         """One read that does not block, appended to what was read ahead. False when nothing had arrived; True
         also when the peer has closed or the read failed (the next `recv` reports it)."""
-        sock = cast(socket.socket, self.socket)
+        sock = self.socket
+        if sock is None:  # closed: the next `recv` reports it
+            return True
         try:
             n = sock.recv_into(self._scratch, 0, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
