@@ -78,6 +78,13 @@ _spinners = threading.BoundedSemaphore(max(1, _cores() - 1))
 """At most this many DUL threads spin at once: a core is left for the senders and the rest of the daemon."""
 
 
+def _rearm_quickack(sock: socket.socket) -> None:
+    """After a read that got data: the kernel falls back to delayed ACKs unless TCP_QUICKACK is set again."""
+    if _QUICKACK is not None and not isinstance(sock, ssl.SSLSocket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+
+
 class LeanSocket(AssociationSocket):
     """Reads ahead (a small PDU and the next one's header usually come in one `recv`), re-arming
     TCP_QUICKACK after each read; sends serialised (two threads may send)."""
@@ -122,9 +129,8 @@ class LeanSocket(AssociationSocket):
             raise TimeoutError("the PDU did not arrive in time")
         sock = cast(socket.socket, self.socket)
         n = sock.recv_into(view)
-        if n and _QUICKACK is not None and not isinstance(sock, ssl.SSLSocket):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        if n:
+            _rearm_quickack(sock)
         return n
 
     def _read_ahead(self, nr_bytes: int) -> None:
@@ -149,9 +155,7 @@ class LeanSocket(AssociationSocket):
             return True
         if n:
             self._ahead += memoryview(self._scratch)[:n]
-            if _QUICKACK is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            _rearm_quickack(sock)
         return True
 
     def _recv_large(self, nr_bytes: int) -> bytearray:

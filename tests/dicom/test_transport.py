@@ -17,6 +17,9 @@ from pynetdicom._globals import MODE_ACCEPTOR
 from suite_daemon.dicom import transport
 from suite_daemon.dicom.transport import _READ_AHEAD, LeanAssociation, LeanDUL, LeanSocket
 
+_PDU = b"\x04\x00\x00\x00\x00\x02ab"
+"""A P-DATA-TF header and two bytes of its body: what the peer sends."""
+
 
 def _lean_socket(sock: socket.socket) -> LeanSocket:
     association = SimpleNamespace(dul=SimpleNamespace(event_queue=queue.Queue()))
@@ -67,9 +70,9 @@ def test_a_read_that_does_not_block_says_whether_anything_came_and_keeps_it_for_
     with ours:
         lean = _lean_socket(ours)
         assert not lean.read_nowait()  # nothing sent yet
-        theirs.sendall(b"\x04\x00\x00\x00\x00\x02ab")
+        theirs.sendall(_PDU)
         assert lean.read_nowait() and lean.buffered
-        assert bytes(lean.recv(8)) == b"\x04\x00\x00\x00\x00\x02ab"
+        assert bytes(lean.recv(8)) == _PDU
         theirs.close()
         assert lean.read_nowait()  # the peer closed: the next read says so
         assert bytes(lean.recv(6)) == b""
@@ -95,10 +98,10 @@ def test_a_pdu_already_sent_is_found_without_sleeping_and_the_next_wait_looks_ag
     dul_in_sta6: tuple[LeanDUL, socket.socket],
 ) -> None:
     dul, peer = dul_in_sta6
-    peer.sendall(b"\x04\x00\x00\x00\x00\x02ab")
+    peer.sendall(_PDU)
     dul._wait()
     assert dul._readable and dul._spin_worthwhile
-    assert bytes(dul.socket.recv(8)) == b"\x04\x00\x00\x00\x00\x02ab"  # type: ignore[union-attr]
+    assert bytes(dul.socket.recv(8)) == _PDU  # type: ignore[union-attr]
 
 
 def test_a_look_that_finds_nothing_makes_the_thread_sleep_until_the_peer_sends_promptly_again(
@@ -111,7 +114,7 @@ def test_a_look_that_finds_nothing_makes_the_thread_sleep_until_the_peer_sends_p
     monkeypatch.setattr(transport, "SPIN_S", 30.0)  # any wait a loaded machine may take counts as prompt
     dul._wait()  # does not look (it would for 30 s): sleeps in select only, and nothing came
     assert not dul._readable and not dul._spin_worthwhile
-    peer.sendall(b"\x04\x00\x00\x00\x00\x02ab")
+    peer.sendall(_PDU)
     dul._wait()  # woken by the PDU within SPIN_S of the wait: worth looking again
     assert dul._readable and dul._spin_worthwhile
 
