@@ -411,7 +411,7 @@ class LeanDUL(DULServiceProvider):
 
         A sender that streams objects (a CT series, a C-arm's runs) answers each C-STORE response within
         a fraction of a millisecond. Sleeping in `select` meanwhile and being woken when it sends cost
-        this kind of machine about 10 % of the small-object rate (docs/performance.md, "Looking before
+        a machine of this kind 5-12 % of the small-object rate (docs/performance.md, "Looking before
         sleeping"). Only while that is worth it: after a look that found nothing, the thread sleeps at
         once until the peer again sends within `SPIN_S` of the wait. The thread yields the core on
         every look, and only `_spinners` threads look at a time. (Not for TLS, whose reads cannot be
