@@ -380,10 +380,11 @@ class LeanDUL(DULServiceProvider):
         if sock is None or sock.fileno() < 0:
             self._sleep_briefly()
             return
-        if cast(LeanSocket, wrapper).buffered or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        lean = cast(LeanSocket, wrapper)
+        if lean.buffered or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
             self._readable = True
             return
-        if self._spin_worthwhile and not isinstance(sock, ssl.SSLSocket) and self._spin():
+        if self._spin_worthwhile and not isinstance(sock, ssl.SSLSocket) and self._spin(lean):
             self._readable = True
             return
         # `_wake` writes to the pipe only while we sleep: flag first, then look at the queue once more.
@@ -406,7 +407,7 @@ class LeanDUL(DULServiceProvider):
         if self._readable and not self._spin_worthwhile:
             self._spin_worthwhile = time.perf_counter() - slept < SPIN_S
 
-    def _spin(self) -> bool:
+    def _spin(self, sock: LeanSocket) -> bool:
         """Look for the peer's next PDU for up to `SPIN_S` before sleeping; True once something was read.
 
         A sender that streams objects (a CT series, a C-arm's runs) answers each C-STORE response within
@@ -419,7 +420,6 @@ class LeanDUL(DULServiceProvider):
         if self.state_machine.current_state != "Sta6" or not _spinners.acquire(blocking=False):
             return False
         try:
-            sock = cast(LeanSocket, self.socket)
             until = time.perf_counter() + SPIN_S
             while not self.to_provider_queue.queue and not self._kill_thread:
                 if sock.read_nowait():
